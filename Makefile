@@ -1,0 +1,24 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   install, then run a complete small sweep on the embedded default
+#   make test   install, then run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU-only machine: take the CPU build of torch first, so the range in
+	# pyproject is already satisfied and no multi-GB CUDA build is pulled.
+	command -v nvidia-smi >/dev/null 2>&1 || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(PY) -m sweeps run search_spaces/demo.yaml --name demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+.PHONY: install demo test

@@ -1,0 +1,263 @@
+"""Typed, validated training configuration.
+
+A config is plain data: a nested dict (from YAML, the CLI or a sweep) is turned
+into these dataclasses by `parse_config`, which refuses unknown keys and wrong
+types with a message naming the dotted key. Every field here is a dotted path a
+search space may set (`train.lr`, `kl.free_bits.lam`, `methods.scale.des_std`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A config value is unknown, of the wrong type or out of range."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"
+    """`synthetic` (He et al. App. B.1), or a prefix P reading P.train.txt, P.valid.txt, P.test.txt."""
+    train: str | None = None
+    """Explicit split files; override the prefix when given."""
+    valid: str | None = None
+    test: str | None = None
+    batch_size: int = 32
+    max_vocab: int | None = None
+    """Keep the most frequent words of the training split (specials not counted)."""
+    min_count: int = 1
+    cache_dir: str = ".cache/data"
+    """Where generated and tokenised corpora are cached (Arrow/Parquet)."""
+    synthetic_sentences: int = 20000
+    """Synthetic corpus size, split 80/10/10 (the paper's 16k/2k/2k)."""
+    synthetic_seed: int = 0
+    """Seed of the synthetic generator; independent of the training seed."""
+
+
+@dataclass
+class ModelConfig:
+    kind: Literal["vae", "lm"] = "vae"
+    """`lm` is the LSTM language model baseline: the decoder without z."""
+    enc_emb_dim: int = 50
+    enc_hidden: int = 50
+    dec_emb_dim: int = 50
+    dec_hidden: int = 50
+    latent_dim: int = 32
+    pooling: Literal["last", "mean", "max", "absmax"] = "last"
+    """Encoder feature: last hidden state, or a pooling over time (Long et al. §3.2)."""
+    dec_dropout_in: float = 0.0
+    dec_dropout_out: float = 0.0
+    word_dropout: float = 0.0
+    """Probability of replacing a decoder input word by <unk> (Bowman et al.)."""
+
+
+@dataclass
+class FreeBitsConfig:
+    kind: Literal["none", "fb", "fbp"] = "none"
+    """fb: hinge per dimension at lam/latent_dim (Li et al. Eq. 1); fbp: hinge on the total KL."""
+    lam: float = 0.0
+    """Target rate λ in nats for the whole latent."""
+
+
+@dataclass
+class KLConfig:
+    weight: float = 1.0
+    """Final KL weight β (β-VAE when < 1)."""
+    anneal: Literal["constant", "linear", "cyclical"] = "constant"
+    start: float = 0.1
+    """Linear warm-up: weight at step 0 (He et al. App. B: 0.1 → 1 over 10 epochs)."""
+    epochs: float = 10.0
+    """Linear warm-up length in epochs (ignored when `steps` is set)."""
+    steps: int | None = None
+    """Linear warm-up length in iterations."""
+    cycles: int = 4
+    """Cyclical schedule: number of cycles over the whole training (Fu et al.)."""
+    rise: float = 0.5
+    """Cyclical schedule: fraction of each cycle spent increasing the weight."""
+    free_bits: FreeBitsConfig = field(default_factory=FreeBitsConfig)
+
+
+@dataclass
+class TrainConfig:
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 1.0
+    """Decoder learning rate (SGD 1.0, no momentum, as He et al.)."""
+    enc_lr_ratio: float = 1.0
+    """Encoder lr = lr × ratio (He et al. App. F sweeps encoder/decoder lr ratios)."""
+    clip_grad: float = 5.0
+    max_epochs: int = 30
+    patience: int = 2
+    """Halve lr after this many epochs without validation improvement."""
+    decay_factor: float = 0.5
+    max_decays: int = 5
+    """Stop after this many learning-rate decays."""
+
+
+@dataclass
+class EvalConfig:
+    iw_samples: int = 500
+    """k importance samples for IW-NLL (500 in the papers)."""
+    iw_batch: int = 100
+    """Samples drawn at once per sentence, to bound memory."""
+    mi_samples: int = 1
+    """Samples per sentence for the MI estimate (He et al. Eq. 5)."""
+    au_threshold: float = 0.01
+    val_mi: bool = True
+    """Compute MI and AU on the validation split each epoch."""
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    device: str = "auto"
+    """auto (CUDA when available), cpu, cuda or cuda:N."""
+    threads: int = 0
+    """torch threads; 0 = the CPUs this process may run on."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    kl: KLConfig = field(default_factory=KLConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Training-procedure methods by registered name, each with its own parameters."""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against annotation `tp`; ints are accepted where floats are."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} is not {_type_name(tp)}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return {str(k): dict(v) if isinstance(v, dict) else _bad(f"{key}.{k}", v, "a mapping")
+                for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} at {key}")
+
+
+def _bad(key: str, value: Any, expected: str):
+    raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, refusing unknown keys and wrong types."""
+    where = prefix or "config"
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {_join(prefix, unknown[0])!r}; "
+                          f"known keys: {', '.join(sorted(names))}")
+    kwargs = {name: _coerce(value, hints[name], _join(prefix, name)) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config (YAML/JSON-ready)."""
+    return dataclasses.asdict(cfg)
+
+
+def parse_config(data: dict | Config | None) -> Config:
+    """Validate a nested dict into a `Config`, including each method's parameters."""
+    cfg = from_dict(Config, data or {})
+    _check_ranges(cfg)
+    from models.methods import validate_methods  # registry imports config; avoid a cycle
+    cfg.methods = validate_methods(cfg.methods)
+    return cfg
+
+
+def _check_ranges(cfg: Config) -> None:
+    positive = {"data.batch_size": cfg.data.batch_size, "model.latent_dim": cfg.model.latent_dim,
+                "model.enc_hidden": cfg.model.enc_hidden, "model.dec_hidden": cfg.model.dec_hidden,
+                "model.enc_emb_dim": cfg.model.enc_emb_dim, "model.dec_emb_dim": cfg.model.dec_emb_dim,
+                "train.lr": cfg.train.lr, "train.max_epochs": cfg.train.max_epochs,
+                "train.enc_lr_ratio": cfg.train.enc_lr_ratio, "eval.iw_samples": cfg.eval.iw_samples,
+                "eval.iw_batch": cfg.eval.iw_batch, "data.synthetic_sentences": cfg.data.synthetic_sentences}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+    fractions = {"model.dec_dropout_in": cfg.model.dec_dropout_in,
+                 "model.dec_dropout_out": cfg.model.dec_dropout_out,
+                 "model.word_dropout": cfg.model.word_dropout, "kl.rise": cfg.kl.rise,
+                 "train.decay_factor": cfg.train.decay_factor}
+    for key, value in fractions.items():
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{key}: must be in [0, 1], got {value}")
+    if cfg.kl.weight < 0 or cfg.kl.start < 0 or cfg.kl.free_bits.lam < 0:
+        raise ConfigError("kl: weights and free-bits target must be non-negative")
+    if cfg.kl.free_bits.kind != "none" and cfg.kl.free_bits.lam <= 0:
+        raise ConfigError("kl.free_bits.lam: must be positive when kl.free_bits.kind is set")
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """Set `a.b.c = value` in a nested dict, creating levels as needed."""
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Deep-merge `override` into a copy of `base`."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out

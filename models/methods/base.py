@@ -1,0 +1,63 @@
+"""The method interface: a few hooks with do-nothing defaults.
+
+A method is a small unit that changes the training procedure or the
+architecture (He et al.'s aggressive training, Scale-VAE, BN-VAE, encoder
+pretraining). It is switched on by naming it under `methods:` in the config,
+with its own parameters dataclass, and composes with the loss-only settings
+(`kl:` annealing, free bits, β) and with other methods.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from models.loop import Loop
+
+
+@dataclass
+class NoParams:
+    """A method without parameters."""
+
+
+@dataclass
+class StepPlan:
+    """Which parameter groups the loop's joint step updates."""
+    update_encoder: bool = True
+    update_decoder: bool = True
+
+
+class Method:
+    name: ClassVar[str]
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, params: Any):
+        self.params = params
+
+    def on_build(self, model: torch.nn.Module) -> None:
+        """Change the freshly built model (e.g. add a normalisation layer)."""
+
+    def before_training(self, loop: "Loop") -> None:
+        """Run once before the first epoch of a fresh (not resumed) run."""
+
+    def on_epoch_start(self, loop: "Loop") -> None:
+        """Called before each training epoch."""
+
+    def before_step(self, loop: "Loop", batch) -> StepPlan | None:
+        """Called before each joint step; may run extra updates and restrict the step."""
+        return None
+
+    def decoder_mean(self, loop: "Loop", mu: torch.Tensor) -> torch.Tensor | None:
+        """Training only: the mean of the posterior the decoder samples from, or None to keep μ."""
+        return None
+
+    def on_epoch_end(self, loop: "Loop", metrics: dict[str, float]) -> None:
+        """Called with the epoch's train and validation metrics; may add its own entries."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned."""
