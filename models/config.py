@@ -224,7 +224,7 @@ def _check_ranges(cfg: Config) -> None:
                 "model.enc_emb_dim": cfg.model.enc_emb_dim, "model.dec_emb_dim": cfg.model.dec_emb_dim,
                 "train.lr": cfg.train.lr, "train.max_epochs": cfg.train.max_epochs,
                 "train.enc_lr_ratio": cfg.train.enc_lr_ratio, "eval.iw_samples": cfg.eval.iw_samples,
-                "eval.iw_batch": cfg.eval.iw_batch, "data.synthetic_sentences": cfg.data.synthetic_sentences}
+                "eval.iw_batch": cfg.eval.iw_batch, "eval.mi_samples": cfg.eval.mi_samples, "data.synthetic_sentences": cfg.data.synthetic_sentences}
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")

@@ -1,0 +1,252 @@
+"""The one training loop every method runs on.
+
+Methods (models/methods) plug in through hooks; loss-only settings (KL schedule,
+free bits, β) live in models/objective.py. The optimisation follows He et al.
+App. B and F: separate encoder and decoder optimisers, gradient clipping, the
+learning rate halved when validation loss stalls, with the best model reloaded.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from models import metrics as M
+from models.config import Config, to_dict
+from models.data import load_corpus
+from models.methods import StepPlan, build_methods
+from models.nets import build_model
+from models.objective import kl_per_dim, kl_term, kl_weight
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class EpochReport:
+    """What `on_epoch` receives after each epoch."""
+    epoch: int
+    metrics: dict[str, float]
+    loop: "Loop" = field(repr=False)
+
+    def save_checkpoint(self, path: str) -> None:
+        """Write the full training state to `path` (a file)."""
+        self.loop.save(path)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class Loop:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        torch.set_num_threads(cfg.threads or available_cpus())
+        self.device = resolve_device(cfg.device)
+        self.corpus = load_corpus(cfg.data)
+        # Seed after loading: generating the corpus on a cache miss must not change the run.
+        torch.manual_seed(cfg.seed)
+        self.methods = build_methods(cfg.methods)
+        model = build_model(cfg.model, len(self.corpus.vocab))
+        for method in self.methods:
+            method.on_build(model)
+        self.model = model.to(self.device)
+        self.is_vae = self.model.is_vae
+        self.lr = cfg.train.lr
+        self.build_optimizers()
+        self.shuffle_generator = torch.Generator().manual_seed(cfg.seed)
+        self.steps_per_epoch = sum(1 for _ in self.corpus.train.batches(cfg.data.batch_size, shuffle=False))
+        self.total_steps = self.steps_per_epoch * cfg.train.max_epochs
+        self.kl_weight_override: float | None = None
+        self.step = 0
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best_val = math.inf
+        self.best_state: dict | None = None
+        self.not_improved = 0
+        self.decays = 0
+        self.finished = False
+        self.elapsed = 0.0
+
+    # -- parameters and updates -------------------------------------------------
+    def build_optimizers(self) -> None:
+        """Fresh encoder and decoder optimisers at the current learning rate (He et al. App. F)."""
+        train = self.cfg.train
+        make = {"sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
+                "adam": lambda params, lr: torch.optim.Adam(params, lr=lr)}[train.optimizer]
+        self.dec_optimizer = make(self.model.decoder.parameters(), self.lr)
+        self.enc_optimizer = (make(self.model.encoder.parameters(), self.lr * train.enc_lr_ratio)
+                              if self.is_vae else None)
+
+    def current_kl_weight(self) -> float:
+        if self.kl_weight_override is not None:
+            return self.kl_weight_override
+        return kl_weight(self.cfg.kl, self.step, self.steps_per_epoch, self.total_steps)
+
+    def compute_loss(self, batch) -> dict[str, torch.Tensor]:
+        """Per-sentence loss terms of one batch; `loss` is the mean to minimise."""
+        tokens, lengths = batch.tokens, batch.lengths
+        if not self.is_vae:
+            nll = -self.model.log_prob(tokens, lengths)
+            return {"loss": nll.mean(), "recon": nll, "kl": torch.zeros_like(nll)}
+        mu, logvar = self.model.encode(tokens, lengths)
+        mu_dec = mu * self.model.latent_scale
+        for method in self.methods:
+            scaled = method.decoder_mean(self, mu)
+            if scaled is not None:
+                mu_dec = scaled
+        z = mu_dec + torch.randn_like(mu) * (0.5 * logvar).exp()
+        recon = -self.model.decode_log_prob(tokens, lengths, z.unsqueeze(1)).squeeze(1)
+        kl_dims = kl_per_dim(mu, logvar)
+        loss = (recon + self.current_kl_weight() * kl_term(self.cfg.kl, kl_dims)).mean()
+        return {"loss": loss, "recon": recon, "kl": kl_dims.sum(-1)}
+
+    def apply_update(self, loss: torch.Tensor, encoder: bool = True, decoder: bool = True) -> None:
+        """One optimiser step on the chosen parameter groups, gradients clipped (5.0 in the papers)."""
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"training loss became {loss.item()} at epoch {self.epoch}, step {self.step}")
+        chosen = [opt for opt, use in ((self.enc_optimizer, encoder), (self.dec_optimizer, decoder))
+                  if use and opt is not None]
+        for opt in (self.enc_optimizer, self.dec_optimizer):
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for opt in chosen for group in opt.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, self.cfg.train.clip_grad)
+        for opt in chosen:
+            opt.step()
+
+    # -- epochs -------------------------------------------------------------------
+    def train_batches(self):
+        """The training split once, in a shuffled order drawn from the loop's own generator."""
+        for batch in self.corpus.train.batches(self.cfg.data.batch_size, shuffle=True,
+                                               generator=self.shuffle_generator):
+            yield batch.to(self.device)
+
+    def train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        for method in self.methods:
+            method.on_epoch_start(self)
+        totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+        sentences = 0
+        for batch in self.train_batches():
+            plan = StepPlan()
+            for method in self.methods:
+                restriction = method.before_step(self, batch)
+                if restriction is not None:
+                    plan.update_encoder &= restriction.update_encoder
+                    plan.update_decoder &= restriction.update_decoder
+            terms = self.compute_loss(batch)
+            self.apply_update(terms["loss"], plan.update_encoder, plan.update_decoder)
+            self.step += 1
+            size = batch.tokens.size(0)
+            sentences += size
+            totals["loss"] += terms["loss"].item() * size
+            totals["recon"] += terms["recon"].sum().item()
+            totals["kl"] += terms["kl"].sum().item()
+        return {f"train/{key}": value / max(sentences, 1) for key, value in totals.items()}
+
+    def eval_generator(self, salt: int) -> torch.Generator:
+        """A generator for evaluation samples, so evaluation never moves the training RNG."""
+        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + salt)
+
+    def validate(self) -> dict[str, float]:
+        ev = self.cfg.eval
+        values = M.evaluate(self.model, self.corpus.valid, ev, batch_size=self.cfg.data.batch_size,
+                            device=self.device, generator=self.eval_generator(self.epoch),
+                            iw=False, mi=ev.val_mi)
+        return {f"val/{key}": value for key, value in values.items()}
+
+    def _after_validation(self, val_loss: float) -> None:
+        """Learning-rate decay with best-model reload (He et al. reference code)."""
+        train = self.cfg.train
+        if val_loss < self.best_val:
+            self.best_val = val_loss
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            self.not_improved = 0
+            return
+        self.not_improved += 1
+        if self.not_improved >= train.patience:
+            self.decays += 1
+            self.not_improved = 0
+            self.lr *= train.decay_factor
+            self.model.load_state_dict(self.best_state)
+            self.build_optimizers()
+            if self.decays >= train.max_decays:
+                self.finished = True
+
+    def run(self, on_epoch: Callable[[EpochReport], bool | None] | None = None) -> bool:
+        """Train until max_epochs, max_decays, or `on_epoch` returns True (then returns True)."""
+        if self.epoch == 0:
+            for method in self.methods:
+                method.before_training(self)
+        while self.epoch < self.cfg.train.max_epochs and not self.finished:
+            start = time.perf_counter()
+            self.epoch += 1
+            metrics = self.train_epoch()
+            metrics.update(self.validate())
+            metrics["lr"] = self.lr
+            metrics["kl_weight"] = self.current_kl_weight()
+            for method in self.methods:
+                method.on_epoch_end(self, metrics)
+            self._after_validation(metrics["val/neg_elbo"])
+            metrics["epoch_time"] = time.perf_counter() - start
+            self.elapsed += metrics["epoch_time"]
+            self.history.append({"epoch": self.epoch, **metrics})
+            if on_epoch is not None and on_epoch(EpochReport(self.epoch, metrics, self)):
+                return True
+        return False
+
+    def test(self) -> dict[str, float]:
+        """Test metrics of the best model (the one the learning-rate schedule kept)."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return M.evaluate(self.model, self.corpus.test, self.cfg.eval, batch_size=self.cfg.data.batch_size,
+                          device=self.device, generator=self.eval_generator(-1))
+
+    # -- checkpoints --------------------------------------------------------------
+    def save(self, path: str) -> None:
+        state = {
+            "model": self.model.state_dict(), "dec_optimizer": self.dec_optimizer.state_dict(),
+            "enc_optimizer": self.enc_optimizer.state_dict() if self.enc_optimizer else None,
+            "methods": {m.name: m.state_dict() for m in self.methods},
+            "rng": torch.get_rng_state(), "shuffle_rng": self.shuffle_generator.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "config": to_dict(self.cfg),
+        }
+        state.update({key: getattr(self, key) for key in _SCALARS})
+        tmp = f"{path}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # a crash mid-write never leaves a torn checkpoint
+
+    def load(self, path: str) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        for key in _SCALARS:
+            setattr(self, key, state[key])
+        self.model.load_state_dict(state["model"])
+        self.build_optimizers()
+        self.dec_optimizer.load_state_dict(state["dec_optimizer"])
+        if self.enc_optimizer is not None:
+            self.enc_optimizer.load_state_dict(state["enc_optimizer"])
+        for method in self.methods:
+            method.load_state_dict(state["methods"].get(method.name, {}))
+        torch.set_rng_state(state["rng"])
+        self.shuffle_generator.set_state(state["shuffle_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+_SCALARS = ("step", "epoch", "history", "best_val", "best_state", "not_improved", "decays",
+            "finished", "lr", "elapsed")

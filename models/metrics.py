@@ -1,0 +1,255 @@
+"""Evaluation metrics of a text VAE (or the LSTM LM baseline) over a whole split.
+
+A split is anything with `batches(batch_size, shuffle=False)` yielding batches with
+`tokens` (B, T), `lengths` (B,) and `to(device)`, plus `num_sentences` and `num_tokens`.
+Every function runs under no_grad in eval mode (restoring the model's mode) and draws its
+noise from `generator` only — never the global RNG, so evaluating mid-training cannot change
+the training run. `generator=None` means a fresh CPU generator seeded 0. Noise is drawn one
+sentence at a time, so a sentence's samples depend only on its place in the split's order,
+not on the batch size or on what else shares its batch.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from models.config import EvalConfig
+
+LOG_2PI = math.log(2 * math.pi)
+# Elements of the largest temporary (z rows × posteriors × D) in the aggregate-posterior sum.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _evaluating(fn):
+    """no_grad + eval mode for `fn(model, ...)`, restoring the model's previous mode."""
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return fn(model, *args, **kwargs)
+        finally:
+            model.train(was_training)
+    return wrapper
+
+
+def _batches(split, batch_size: int, device,
+             limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(tokens, lengths) on `device`, stopping after the first `limit` sentences."""
+    if split.num_sentences == 0:
+        raise ValueError(f"cannot evaluate on {getattr(split, 'source', 'a split')}: it has no sentences")
+    seen = 0
+    for batch in split.batches(batch_size, shuffle=False):
+        take = len(batch.lengths) if limit is None else min(len(batch.lengths), limit - seen)
+        if take <= 0:
+            return
+        batch = batch.to(device)
+        seen += take
+        yield batch.tokens[:take], batch.lengths[:take]
+
+
+def _rng(generator: torch.Generator | None) -> torch.Generator:
+    return generator if generator is not None else torch.Generator().manual_seed(0)
+
+
+def _sample(mu: torch.Tensor, logvar: torch.Tensor, samples: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, S, D) z ~ N(μ, diag σ²) from μ, log σ² (B, D); one noise draw per sentence (see the
+    module docstring)."""
+    noise = torch.stack([torch.randn((samples, mu.size(1)), generator=generator, device=generator.device)
+                         for _ in range(len(mu))]).to(mu.device)
+    return mu.unsqueeze(1) + noise * (0.5 * logvar).exp().unsqueeze(1)
+
+
+def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; μ, diag exp(logvar)) summed over the last dimension (broadcasting)."""
+    return -0.5 * ((z - mu) ** 2 / logvar.exp() + logvar + LOG_2PI).sum(-1)
+
+
+def _ppl(total_nll: float, split) -> float:
+    # Perplexity per predicted token: words and </s>, not <s> (issue 2, Metrics).
+    return math.exp(total_nll / split.num_tokens)
+
+
+@_evaluating
+def elbo_terms(model, split, *, batch_size: int, device, generator=None) -> dict[str, float]:
+    """Per-sentence means of −ELBO, recon = −log p(x|z) with one z ~ q(z|x), and the analytic
+    KL(q(z|x) ‖ N(0, I)) of the trained posterior `model.encode`. The decoder's z comes from
+    `model.posterior` (Scale-VAE's scaled mean). For an LM, recon = exact NLL and kl = 0."""
+    recon = kl = 0.0
+    generator = _rng(generator)
+    for tokens, lengths in _batches(split, batch_size, device):
+        if not model.is_vae:
+            recon -= model.log_prob(tokens, lengths).sum().item()
+            continue
+        mu, logvar = model.encode(tokens, lengths)
+        kl += (0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(-1)).sum().item()
+        mu, logvar = model.posterior(tokens, lengths)
+        recon -= model.decode_log_prob(tokens, lengths, _sample(mu, logvar, 1, generator)).sum().item()
+    n = split.num_sentences  # > 0, checked by _batches
+    return {"neg_elbo": (recon + kl) / n, "recon": recon / n, "kl": kl / n}
+
+
+def iw_log_likelihood(model, tokens: torch.Tensor, lengths: torch.Tensor, *, samples: int,
+                      samples_per_pass: int, generator=None) -> torch.Tensor:
+    """(B,) importance-weighted estimate of log p(x) (Burda et al.; He et al. §6.1, k = 500).
+
+    Proposal q = N(μ, σ²) from `model.posterior`, prior `model.log_prior`. All `samples`
+    noises are drawn up front and decoded `samples_per_pass` at a time, and the log-sum-exp
+    runs over all k weights at once, so the pass size changes memory, never the value.
+    Exact log p(x) for an LM. Call under no_grad in eval mode (the split-level functions do).
+    """
+    if not model.is_vae:
+        return model.log_prob(tokens, lengths)
+    if samples <= 0 or samples_per_pass <= 0:
+        raise ValueError(f"samples ({samples}) and samples_per_pass ({samples_per_pass}) must be positive")
+    mu, logvar = model.posterior(tokens, lengths)
+    z = _sample(mu, logvar, samples, _rng(generator))  # (B, k, D)
+    log_q = _log_normal(z, mu.unsqueeze(1), logvar.unsqueeze(1))  # (B, k)
+    log_px_z = torch.cat([model.decode_log_prob(tokens, lengths, z[:, start:start + samples_per_pass])
+                          for start in range(0, samples, samples_per_pass)], dim=1)
+    log_w = log_px_z + model.log_prior(z) - log_q
+    return torch.logsumexp(log_w, dim=1) - math.log(samples)
+
+
+@_evaluating
+def iw_nll(model, split, *, samples: int, samples_per_pass: int, batch_size: int, device,
+           generator=None) -> dict[str, float]:
+    """NLL = mean over sentences of −log p(x) (IW estimate; exact for an LM), and
+    PPL = exp(Σ −log p(x) / split.num_tokens)."""
+    total = 0.0
+    generator = _rng(generator)
+    for tokens, lengths in _batches(split, batch_size, device):
+        total -= iw_log_likelihood(model, tokens, lengths, samples=samples,
+                                   samples_per_pass=samples_per_pass, generator=generator).sum().item()
+    return {"nll": total / split.num_sentences, "ppl": _ppl(total, split)}
+
+
+@_evaluating
+def posteriors(model, split, *, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """μ, log σ² (N, D) of `model.posterior` for every sentence, in the split's batch order."""
+    pairs = [model.posterior(tokens, lengths) for tokens, lengths in _batches(split, batch_size, device)]
+    return torch.cat([mu for mu, _ in pairs]), torch.cat([logvar for _, logvar in pairs])
+
+
+def mutual_info_from(mu: torch.Tensor, logvar: torch.Tensor, *, samples: int = 1,
+                     generator=None) -> float:
+    """He et al. Eq. 5: I = E_x E_q(z|x)[log q(z|x)] − E_q(z)[log q(z)], from μ, log σ² (N, D).
+
+    The aggregate posterior q(z) = (1/N) Σ_n q(z|x_n) runs over all N posteriors given (the
+    whole split, not a batch), in chunks of z so memory stays bounded. Both terms are averaged
+    over the same z_ns ~ q(z|x_n): unlike the analytic entropy of the reference `calc_mi`, this
+    gives exactly 0 when every q(z|x) is the same, instead of Monte Carlo noise of the
+    order of sqrt(D / 2NS) that would read as spurious information.
+    """
+    n, dim = mu.shape
+    if samples <= 0:
+        raise ValueError(f"MI needs a positive number of samples, got {samples}")
+    z = _sample(mu, logvar, samples, _rng(generator))  # (N, S, D)
+    log_q_zx = _log_normal(z, mu.unsqueeze(1), logvar.unsqueeze(1))  # (N, S)
+    z = z.reshape(n * samples, dim)
+    chunk = max(1, _CHUNK_ELEMENTS // (n * dim))
+    log_qz = torch.cat([torch.logsumexp(_log_normal(z[i:i + chunk, None], mu, logvar), dim=1)
+                        for i in range(0, len(z), chunk)]) - math.log(n)
+    return (log_q_zx.mean() - log_qz.mean()).item()
+
+
+def mutual_info(model, split, *, batch_size: int, device, generator=None, samples: int = 1) -> float:
+    """I_q(x; z) over the whole split (see `mutual_info_from`); 0 for an LM."""
+    if not model.is_vae:
+        return 0.0
+    mu, logvar = posteriors(model, split, batch_size=batch_size, device=device)
+    return mutual_info_from(mu, logvar, samples=samples, generator=generator)
+
+
+def mean_variances(mu: torch.Tensor) -> torch.Tensor:
+    """(D,) A_z = Cov_x(E_q[z]) per dimension (unbiased, as the reference `calc_au`)."""
+    if len(mu) < 2:
+        raise ValueError(f"active units need at least 2 sentences, got {len(mu)}")
+    return mu.double().var(dim=0)
+
+
+def active_units(model, split, *, batch_size: int, device, threshold: float = 0.01) -> int:
+    """Dimensions with A_z > threshold (Burda et al.; He et al. §6.1, 0.01); 0 for an LM."""
+    if not model.is_vae:
+        return 0
+    mu, _ = posteriors(model, split, batch_size=batch_size, device=device)
+    return int((mean_variances(mu) > threshold).sum())
+
+
+def evaluate(model, split, cfg: EvalConfig, *, batch_size: int, device, generator=None,
+             iw: bool = True, mi: bool = True) -> dict[str, float]:
+    """neg_elbo, recon, kl; with `iw` nll and ppl; with `mi` mi and au.
+
+    For an LM every bound is the exact NLL, and kl, mi and au are 0.
+    """
+    generator = _rng(generator)  # one stream for all the metrics
+    out = elbo_terms(model, split, batch_size=batch_size, device=device, generator=generator)
+    if iw and model.is_vae:
+        out.update(iw_nll(model, split, samples=cfg.iw_samples, samples_per_pass=cfg.iw_batch,
+                          batch_size=batch_size, device=device, generator=generator))
+    elif iw:
+        out.update(nll=out["recon"], ppl=_ppl(out["recon"] * split.num_sentences, split))
+    if mi and model.is_vae:
+        # One encoder pass serves both MI and AU.
+        mu, logvar = posteriors(model, split, batch_size=batch_size, device=device)
+        out.update(mi=mutual_info_from(mu, logvar, samples=cfg.mi_samples, generator=generator),
+                   au=float((mean_variances(mu) > cfg.au_threshold).sum()))
+    elif mi:
+        out.update(mi=0.0, au=0.0)
+    return out
+
+
+@_evaluating
+def posterior_mean_space(model, split, *, batch_size: int, device, grid=(-20.0, 20.0, 0.01),
+                         max_sentences: int | None = None,
+                         rows_per_pass: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """(μ_θ, μ_φ), each (N,), for a scalar latent (He et al. §2.3, App. A Eq. 6).
+
+    μ_θ(x) = Σ_i z_i p(z_i|x) with p(z|x) ∝ p(x|z) p(z) normalised over the grid
+    lo, lo + step, .., hi (4001 points by default); μ_φ(x) the posterior mean. Sentences are
+    the first `max_sentences` in the split's batch order; the decoder scores at most
+    `rows_per_pass` (sentence, grid point) pairs at a time.
+    """
+    if not model.is_vae or model.latent_dim != 1:
+        raise ValueError("the posterior mean space needs a VAE with latent_dim 1, got "
+                         + (f"latent_dim {model.latent_dim}" if model.is_vae else "a language model"))
+    lo, hi, step = grid
+    points = torch.linspace(lo, hi, round((hi - lo) / step) + 1, device=device)
+    log_prior = model.log_prior(points.unsqueeze(-1))  # (G,)
+    mu_theta, mu_phi = [], []
+    for tokens, lengths in _batches(split, batch_size, device, max_sentences):
+        per_pass = max(1, rows_per_pass // len(tokens))
+        log_px_z = torch.cat([  # (B, G)
+            model.decode_log_prob(tokens, lengths, part.view(1, -1, 1).expand(len(tokens), -1, 1))
+            for part in points.split(per_pass)], dim=1)
+        mu_theta.append(((log_px_z + log_prior).softmax(dim=1) * points).sum(1))
+        mu_phi.append(model.posterior(tokens, lengths)[0].squeeze(-1))
+    return torch.cat(mu_theta).cpu().numpy(), torch.cat(mu_phi).cpu().numpy()
+
+
+@_evaluating
+def feature_cosine_similarity(model, split, *, batch_size: int, device,
+                              max_sentences: int | None = 1000) -> float:
+    """Mean pairwise cosine similarity of encoder features, self-pairs excluded (Long et al.
+    §5.2), over the first `max_sentences` sentences in the split's batch order."""
+    if not model.is_vae:
+        raise ValueError("feature cosine similarity needs a VAE encoder, got a language model")
+    feats = torch.cat([model.features(tokens, lengths)
+                       for tokens, lengths in _batches(split, batch_size, device, max_sentences)])
+    return mean_pairwise_cosine(feats)
+
+
+def mean_pairwise_cosine(feats: torch.Tensor) -> float:
+    """Mean cosine similarity over ordered pairs i ≠ j of the rows of `feats` (N, H)."""
+    n = len(feats)
+    if n < 2:
+        raise ValueError(f"cosine similarity needs at least 2 sentences, got {n}")
+    unit = torch.nn.functional.normalize(feats.double(), dim=1)
+    # Σ_{i≠j} cos(f_i, f_j) = ‖Σ_i f̂_i‖² − Σ_i ‖f̂_i‖²; a zero feature contributes nothing.
+    total = unit.sum(0).square().sum() - unit.square().sum()
+    return (total / (n * (n - 1))).item()

@@ -1,0 +1,1 @@
+"""The sweep service: CLI, orchestration (Ray Tune + Optuna + MLflow) and analysis."""

@@ -1,0 +1,89 @@
+import json
+import math
+
+import pytest
+import torch
+
+import models
+from models.loop import Loop
+from models.config import parse_config
+from tests.helpers import tiny_config
+
+TEST_KEYS = {"nll", "ppl", "neg_elbo", "recon", "kl", "mi", "au"}
+
+
+def test_train_returns_test_metrics_and_history(tmp_path):
+    result = models.train(tiny_config(tmp_path), out_dir=str(tmp_path / "out"))
+    assert set(result["test"]) == TEST_KEYS
+    assert all(math.isfinite(v) for v in result["test"].values())
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+    for key in ("train/loss", "val/neg_elbo", "val/mi", "val/au", "lr", "kl_weight"):
+        assert key in result["history"][0]
+    # IW-NLL is a tighter bound than the ELBO (up to the single-sample noise of the ELBO).
+    assert result["test"]["nll"] <= result["test"]["neg_elbo"] + 0.2
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["test"]["nll"] == pytest.approx(result["test"]["nll"])
+    assert (tmp_path / "out" / "checkpoint.pt").exists()
+
+
+def test_training_reduces_loss(tmp_path):
+    cfg = tiny_config(tmp_path, train={"max_epochs": 4, "optimizer": "adam", "lr": 0.01})
+    history = models.train(cfg)["history"]
+    assert history[-1]["train/loss"] < history[0]["train/loss"]
+
+
+def test_on_epoch_can_stop_training(tmp_path):
+    seen = []
+    result = models.train(tiny_config(tmp_path, train={"max_epochs": 5}),
+                          on_epoch=lambda report: seen.append(report.epoch) or report.epoch == 2)
+    assert seen == [1, 2] and result["epochs"] == 2 and result["stopped_early"]
+
+
+@pytest.mark.parametrize("preset", ["vae", "anneal", "fb", "cyclic"])
+def test_resume_equals_uninterrupted(tmp_path, preset):
+    cfg = models.config.merge(models.preset_config(preset), tiny_config(tmp_path, train={"max_epochs": 3}))
+    full = models.train(cfg)
+    ckpt = tmp_path / "epoch1.pt"
+
+    def save_first(report):
+        if report.epoch == 1:
+            report.save_checkpoint(str(ckpt))
+        return report.epoch == 1
+
+    models.train(cfg, on_epoch=save_first)
+    resumed = models.train(cfg, resume_from=str(ckpt))
+    assert resumed["test"] == pytest.approx(full["test"], rel=1e-6)
+    assert [h["train/loss"] for h in resumed["history"]] == pytest.approx(
+        [h["train/loss"] for h in full["history"]], rel=1e-6)
+
+
+def test_lm_baseline_trains_by_the_same_loop(tmp_path):
+    result = models.train(models.config.merge(models.preset_config("lm"), tiny_config(tmp_path)))
+    test = result["test"]
+    assert test["kl"] == 0 and test["au"] == 0
+    assert test["nll"] == pytest.approx(test["neg_elbo"])
+
+
+def test_divergence_is_reported(tmp_path):
+    # Adam at an absurd learning rate on an unclipped model overflows within a few steps.
+    cfg = tiny_config(tmp_path, train={"optimizer": "adam", "lr": 1e30, "clip_grad": 1e30, "max_epochs": 3})
+    with pytest.raises(models.TrainingDiverged, match="training loss became"):
+        models.train(cfg)
+
+
+def test_lr_decays_and_reloads_best(tmp_path):
+    cfg = parse_config(tiny_config(tmp_path, train={"patience": 1, "max_decays": 2, "max_epochs": 8}))
+    loop = Loop(cfg)
+    loop.best_val = -math.inf  # nothing will count as an improvement
+    loop.best_state = {k: v.clone() for k, v in loop.model.state_dict().items()}
+    loop.run()
+    assert loop.decays == 2 and loop.finished and loop.epoch == 2
+    assert loop.lr == pytest.approx(cfg.train.lr * 0.25)
+    for key, value in loop.best_state.items():
+        assert torch.equal(loop.model.state_dict()[key], value)
+
+
+def test_encoder_lr_ratio(tmp_path):
+    loop = Loop(parse_config(tiny_config(tmp_path, train={"lr": 0.5, "enc_lr_ratio": 4.0})))
+    assert loop.dec_optimizer.param_groups[0]["lr"] == 0.5
+    assert loop.enc_optimizer.param_groups[0]["lr"] == 2.0
