@@ -215,6 +215,9 @@ def parse_config(data: dict | Config | None) -> Config:
     _check_ranges(cfg)
     from models.methods import validate_methods  # registry imports config; avoid a cycle
     cfg.methods = validate_methods(cfg.methods)
+    if cfg.model.kind == "lm" and cfg.methods:
+        # Every method acts on the encoder or the posterior, which the LM has not.
+        raise ConfigError(f"methods.{next(iter(cfg.methods))}: needs an encoder; model.kind must be 'vae'")
     return cfg
 
 

@@ -15,7 +15,7 @@ from models.config import ModelConfig
 from models.data import UNK
 
 
-def _init_uniform(module: nn.Module) -> None:
+def init_uniform(module: nn.Module) -> None:
     # He et al. App. B / reference code: LSTM and linear weights U(-0.01, 0.01),
     # embeddings U(-0.1, 0.1).
     for name, param in module.named_parameters():
@@ -130,7 +130,7 @@ class TextVAE(nn.Module):
         # Scale-VAE's factor f (Song et al. §3.1): the decoder sees z ~ N(f·μ, σ²) and,
         # generating, f·z with z ~ N(0, I). Ones for every other method.
         self.register_buffer("latent_scale", torch.ones(cfg.latent_dim))
-        _init_uniform(self)
+        init_uniform(self)
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior q(z|x) whose KL to N(0, I) is trained: μ, log σ², each (B, D)."""
@@ -161,7 +161,7 @@ class LSTMLM(nn.Module):
     def __init__(self, vocab_size: int, cfg: ModelConfig):
         super().__init__()
         self.decoder = Decoder(vocab_size, cfg, latent_dim=0)
-        _init_uniform(self)
+        init_uniform(self)
 
     def log_prob(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Exact log p(x): (B,)."""

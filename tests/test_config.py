@@ -45,3 +45,8 @@ def test_set_dotted_creates_levels():
     data = {}
     set_dotted(data, "kl.free_bits.lam", 3.0)
     assert data == {"kl": {"free_bits": {"lam": 3.0}}}
+
+
+def test_methods_need_a_vae():
+    with pytest.raises(ConfigError, match="methods.scale: needs an encoder"):
+        parse_config({"model": {"kind": "lm"}, "methods": {"scale": {}}})

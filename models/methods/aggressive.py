@@ -1,0 +1,133 @@
+"""Aggressive inference-network training (He et al. 2019, Alg. 1, §4.2, §6.5).
+
+While aggressive mode is on, every decoder update is preceded by an inner loop
+of encoder-only updates on fresh minibatches, run until the loss stops
+improving (or for a fixed budget); the loop's own step then updates only the
+decoder. Aggressive mode ends for good after the first epoch whose validation
+mutual information does not rise.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from models.config import ConfigError
+from models.methods import register
+from models.methods.base import Method, StepPlan
+
+
+@dataclass
+class AggressiveParams:
+    budget: int | None = None
+    """Fixed number of inner encoder updates (He et al. Table 4 sweeps 10–70); None stops by the rule."""
+    window: int = 10
+    """Stopping rule: compare the loss summed over consecutive windows of this many steps (§6.5)."""
+    cap: int = 100
+    """Most inner steps the stopping rule may take (reference code)."""
+
+    def __post_init__(self):
+        for key in ("window", "cap", "budget"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"methods.aggressive.{key}: must be at least 1, got {value}")
+
+
+def inner_loop_done(losses: Sequence[float], params: AggressiveParams) -> bool:
+    """Whether the inner loop stops after the steps whose per-word losses are `losses`.
+
+    He et al. §6.5: stop "when the ELBO stays the same or decreases across 10 iterations";
+    their code checks at the end of each window whether the loss summed over it is no
+    lower than over the previous window, with a hard cap of 100 steps.
+    """
+    n = len(losses)
+    if params.budget is not None:
+        return n >= params.budget
+    if n >= params.cap:
+        return True
+    w = params.window
+    if n < 2 * w or n % w:
+        return False
+    return sum(losses[n - w:]) >= sum(losses[n - 2 * w:n - w])
+
+
+@register
+class Aggressive(Method):
+    name = "aggressive"
+    Params = AggressiveParams
+
+    # The inner loop draws its own minibatch order, distinct from the outer loop's.
+    SEED_OFFSET = 7919
+
+    def __init__(self, params: AggressiveParams):
+        super().__init__(params)
+        self.active = True
+        # He et al. reference code starts from MI 0 (a freshly initialised model's MI).
+        self.prev_mi = 0.0
+        # The inner loop's pass over the training split: the generator state the pass
+        # started from and how many batches it has used, so a resumed run redraws it exactly.
+        self.pass_state: torch.Tensor | None = None
+        self.consumed = 0
+        self._batches = None
+        self._generator: torch.Generator | None = None
+        self.inner_steps = 0
+        self.outer_steps = 0
+
+    def on_epoch_start(self, loop) -> None:
+        if self.active and not loop.cfg.eval.val_mi:
+            raise ConfigError("methods.aggressive: needs eval.val_mi: true (the switch-off rule "
+                              "reads the validation mutual information)")
+        self.inner_steps = self.outer_steps = 0
+
+    def _fresh_batch(self, loop):
+        """The next minibatch of the inner loop's own endless shuffled passes over the training split."""
+        if self._batches is None:
+            if self.pass_state is None:
+                self.pass_state = torch.Generator().manual_seed(loop.cfg.seed + self.SEED_OFFSET).get_state()
+            self._generator = torch.Generator()
+            self._generator.set_state(self.pass_state)
+            batches = loop.corpus.train.batches(loop.cfg.data.batch_size, shuffle=True, generator=self._generator)
+            self._batches = itertools.islice(batches, self.consumed, None)
+        batch = next(self._batches, None)
+        if batch is None:  # pass finished: the next one starts from the generator's current state
+            self.pass_state, self.consumed, self._batches = self._generator.get_state(), 0, None
+            return self._fresh_batch(loop)
+        self.consumed += 1
+        return batch.to(loop.device)
+
+    def before_step(self, loop, batch) -> StepPlan | None:
+        if not self.active:
+            return None
+        losses: list[float] = []
+        while not inner_loop_done(losses, self.params):
+            inner = self._fresh_batch(loop)
+            terms = loop.compute_loss(inner)
+            loop.apply_update(terms["loss"], encoder=True, decoder=False)
+            # Per predicted word, as the reference code, so windows of long and short
+            # sentences compare fairly.
+            words = (inner.lengths - 1).sum().item()
+            losses.append(terms["loss"].item() * inner.tokens.size(0) / words)
+        self.inner_steps += len(losses)
+        self.outer_steps += 1
+        return StepPlan(update_encoder=False)  # Alg. 1 line 11: then update θ only
+
+    def on_epoch_end(self, loop, metrics: dict[str, float]) -> None:
+        # Whether this epoch trained aggressively, and its mean encoder updates per decoder update.
+        metrics["train/aggressive"] = float(self.active)
+        metrics["train/inner_steps"] = self.inner_steps / max(self.outer_steps, 1)
+        if self.active:
+            mi = metrics["val/mi"]
+            if mi <= self.prev_mi:  # §4.2: stop once I_q stops climbing
+                self.active = False
+            self.prev_mi = mi
+
+    def state_dict(self) -> dict:
+        return {"active": self.active, "prev_mi": self.prev_mi, "pass_state": self.pass_state,
+                "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.active, self.prev_mi = state["active"], state["prev_mi"]
+        self.pass_state, self.consumed = state["pass_state"], state["consumed"]
+        self._batches = None

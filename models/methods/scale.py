@@ -1,0 +1,82 @@
+"""Scale-VAE (Song et al. 2024, §3.1, Alg. 1, Eq. 2–7).
+
+The decoder samples z from N(f·μ, σ²) with a per-dimension factor
+f_d = des_std / Std[μ_d]; the KL term keeps the original posterior (the loop
+computes it from μ). During the first `f_epo` epochs each minibatch uses its own
+factor; afterwards an epoch uses the average factor of the previous epoch. That
+average is kept in `model.latent_scale`, which evaluation (MI under the scaled
+posterior, Song footnote 1) and generation (z ~ N(0, I) multiplied by f) read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from models.config import ConfigError
+from models.methods import register
+from models.methods.base import Method
+
+STD_FLOOR = 1e-6
+"""Smallest Std[μ_d] divided by: a dimension whose means are all equal would give f = ∞."""
+
+
+@dataclass
+class ScaleParams:
+    des_std: float = 0.7
+    """Target standard deviation of the scaled means over a minibatch (Song et al. Eq. 3; Yahoo 0.7)."""
+    f_epo: int = 1
+    """Epochs in which each minibatch uses its own factor (Song et al. §3.1; Yahoo 1, Yelp 7)."""
+
+    def __post_init__(self):
+        if self.des_std <= 0:
+            raise ConfigError(f"methods.scale.des_std: must be positive, got {self.des_std}")
+        if self.f_epo < 1:
+            # Before any epoch there is no previous average to use.
+            raise ConfigError(f"methods.scale.f_epo: must be at least 1, got {self.f_epo}")
+
+
+def batch_factor(mu: torch.Tensor, des_std: float) -> torch.Tensor:
+    """f = des_std / Std[μ] per dimension over the minibatch: mu (B, D) → (D,), B ≥ 2.
+
+    The factor is a constant of the step (detached): gradients flow through the scaled
+    mean f·μ into μ (Song et al. §3.1) as they do after f_epo, when f is the previous
+    epoch's average. Differentiating through Std[μ] instead would make the decoder's
+    input invariant to the spread of μ, i.e. a batch normalisation, not a scale-up.
+    """
+    std = mu.detach().std(0, correction=0)
+    return des_std / std.clamp(min=STD_FLOOR)
+
+
+@register
+class Scale(Method):
+    name = "scale"
+    Params = ScaleParams
+
+    def __init__(self, params: ScaleParams):
+        super().__init__(params)
+        self.factor_sum: torch.Tensor | None = None  # (D,) sum of this epoch's minibatch factors
+        self.count = 0
+        self.previous: torch.Tensor | None = None  # (D,) f̄ of the previous epoch
+
+    # Nothing else to checkpoint: what one epoch passes to the next, f̄, is the model's
+    # latent_scale buffer, saved with the model; the sums restart with every epoch.
+    def on_epoch_start(self, loop) -> None:
+        self.previous = loop.model.latent_scale.clone()
+        self.factor_sum, self.count = None, 0
+
+    def decoder_mean(self, loop, mu: torch.Tensor) -> torch.Tensor:
+        """The scaled mean f·μ: mu (B, D) → (B, D)."""
+        scale = loop.model.latent_scale
+        factor = batch_factor(mu, self.params.des_std) if mu.size(0) > 1 else None
+        if factor is not None:
+            # Alg. 1 line 17 averages every minibatch's factor, in every epoch.
+            self.factor_sum = factor if self.factor_sum is None else self.factor_sum + factor
+            self.count += 1
+            # Kept current after each batch so that this epoch's validation already sees
+            # this epoch's average, the factor the next epoch trains with.
+            scale.copy_(self.factor_sum / self.count)
+        if loop.epoch <= self.params.f_epo:
+            # A single sentence has no spread: it takes the epoch's average so far.
+            return mu * (factor if factor is not None else scale.clone())
+        return mu * self.previous

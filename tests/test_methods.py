@@ -1,0 +1,282 @@
+"""The methods of issue 3, each mechanism directly, plus a contract test over every registered method."""
+import math
+
+import pytest
+import torch
+
+import models
+from models.config import ConfigError, parse_config
+from models.data import load_corpus
+from models.loop import Loop
+from models.methods import REGISTRY, validate_methods
+from models.methods import scale as scale_module
+from models.methods.aggressive import AggressiveParams, inner_loop_done
+from models.methods.bn import FixedScaleBatchNorm
+from models.objective import kl_per_dim
+from tests.helpers import tiny_config as config
+
+ADAM = {"optimizer": "adam", "lr": 0.01}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """One corpus cache for the module: generating the synthetic corpus takes seconds."""
+    return tmp_path_factory.mktemp("data")
+
+
+def make_loop(data_dir, methods, **sections) -> Loop:
+    return Loop(parse_config(config(data_dir, methods=methods, **sections)))
+
+
+def method(loop, name):
+    return next(m for m in loop.methods if m.name == name)
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed(before, module):
+    return {k for k, v in module.state_dict().items() if not torch.equal(before[k], v)}
+
+
+# -- aggressive (He et al.) ---------------------------------------------------------
+
+def test_inner_loop_stops_when_a_window_does_not_improve():
+    params = AggressiveParams(window=3, cap=100)
+    losses = [5, 4, 3, 2, 1, 0, 1, 1, 1]  # the third window (3) is no better than the second (3)
+    stops = [n for n in range(len(losses) + 1) if inner_loop_done(losses[:n], params)]
+    assert stops == [9]
+    improving = [10 - 0.01 * i for i in range(200)]
+    assert [n for n in range(201) if inner_loop_done(improving[:n], params)][0] == 100  # the cap
+
+
+def test_inner_loop_budget_overrides_the_rule():
+    params = AggressiveParams(budget=7, window=2, cap=5)
+    flat = [1.0] * 10
+    assert [n for n in range(11) if inner_loop_done(flat[:n], params)][0] == 7
+
+
+@pytest.mark.parametrize("key", ["window", "cap", "budget"])
+def test_aggressive_params_are_validated(key):
+    with pytest.raises(ConfigError, match=f"methods.aggressive.{key}"):
+        validate_methods({"aggressive": {key: 0}})
+
+
+def test_inner_loop_updates_only_the_encoder(data_dir):
+    loop = make_loop(data_dir, {"aggressive": {"budget": 4}})
+    agg = method(loop, "aggressive")
+    agg.on_epoch_start(loop)
+    enc, dec = snapshot(loop.model.encoder), snapshot(loop.model.decoder)
+    plan = agg.before_step(loop, next(loop.train_batches()))
+    assert not plan.update_encoder and plan.update_decoder
+    assert not changed(dec, loop.model.decoder)
+    assert "to_posterior.weight" in changed(enc, loop.model.encoder)
+    assert (agg.inner_steps, agg.consumed) == (4, 4)
+
+
+def test_aggressive_mode_switches_off_when_mi_stops_rising():
+    agg = REGISTRY["aggressive"](AggressiveParams())
+    seen = []
+    for mi in [0.5, 1.0, 0.9, 2.0]:
+        metrics = {"val/mi": mi}
+        agg.on_epoch_end(None, metrics)
+        seen.append(metrics["train/aggressive"])
+    assert seen == [1.0, 1.0, 1.0, 0.0] and not agg.active  # off for good, though MI rose again
+    assert agg.before_step(None, None) is None  # plain joint updates from then on
+    first = REGISTRY["aggressive"](AggressiveParams())
+    first.on_epoch_end(None, {"val/mi": -0.01})  # no rise over a fresh model's MI of 0
+    assert not first.active
+
+
+def test_aggressive_needs_validation_mi(data_dir):
+    with pytest.raises(ConfigError, match="eval.val_mi"):
+        models.train(config(data_dir, methods={"aggressive": {}}, eval={"val_mi": False}))
+
+
+# -- Scale-VAE (Song et al.) ----------------------------------------------------------
+
+def test_batch_factor_gives_the_desired_std():
+    mu = torch.randn(16, 3) * torch.tensor([0.01, 1.0, 5.0])
+    factor = scale_module.batch_factor(mu, 0.7)
+    assert (mu * factor).std(0, correction=0) == pytest.approx([0.7] * 3, rel=1e-5)
+    constant = torch.ones(4, 2)
+    assert torch.isfinite(scale_module.batch_factor(constant, 0.7)).all()
+
+
+def test_scale_factors_per_batch_then_the_epoch_average(data_dir, monkeypatch):
+    loop = make_loop(data_dir, {"scale": {"des_std": 0.7, "f_epo": 1}})
+    sc = method(loop, "scale")
+    recorded = []
+    real = scale_module.batch_factor
+    monkeypatch.setattr(scale_module, "batch_factor", lambda mu, d: recorded.append(real(mu, d)) or recorded[-1])
+    mu = torch.randn(8, 2)
+    loop.epoch = 1
+    loop.train_epoch()
+    assert len(recorded) == loop.steps_per_epoch
+    assert torch.allclose(loop.model.latent_scale, torch.stack(recorded).mean(0), rtol=1e-6)
+    # Still within f_epo: each batch is scaled by its own factor.
+    assert sc.decoder_mean(loop, mu).std(0, correction=0) == pytest.approx([0.7, 0.7], rel=1e-5)
+
+    loop.epoch = 2  # after f_epo: every batch uses the previous epoch's average
+    sc.on_epoch_start(loop)
+    frozen = loop.model.latent_scale.clone()
+    assert torch.allclose(sc.decoder_mean(loop, mu), mu * frozen)
+    assert torch.allclose(sc.decoder_mean(loop, 3 * mu), 3 * mu * frozen)
+    loop.train_epoch()
+    assert not torch.allclose(loop.model.latent_scale, frozen)  # the next epoch's average, recorded anew
+
+
+def test_scale_single_sentence_batch_uses_the_running_average(data_dir):
+    loop = make_loop(data_dir, {"scale": {}})
+    sc = method(loop, "scale")
+    loop.epoch = 1
+    sc.on_epoch_start(loop)
+    sc.decoder_mean(loop, torch.randn(8, 2))
+    one = torch.randn(1, 2)
+    assert torch.allclose(sc.decoder_mean(loop, one), one * loop.model.latent_scale)
+    assert sc.count == 1
+
+
+def test_scale_keeps_the_kl_of_the_original_posterior(data_dir):
+    loop = make_loop(data_dir, {"scale": {"des_std": 0.7}})
+    loop.epoch = 1
+    method(loop, "scale").on_epoch_start(loop)
+    batch = next(loop.train_batches())
+    terms = loop.compute_loss(batch)
+    mu, logvar = loop.model.encode(batch.tokens, batch.lengths)
+    assert torch.allclose(terms["kl"], kl_per_dim(mu, logvar).sum(-1))
+    factor = scale_module.batch_factor(mu, 0.7)
+    assert not torch.allclose(terms["kl"], kl_per_dim(mu * factor, logvar).sum(-1))
+
+
+@pytest.mark.parametrize("key,value", [("des_std", 0.0), ("f_epo", 0)])
+def test_scale_params_are_validated(key, value):
+    with pytest.raises(ConfigError, match=f"methods.scale.{key}"):
+        validate_methods({"scale": {key: value}})
+
+
+# -- encoder pretraining (Li et al.) -------------------------------------------------
+
+def test_pretraining_keeps_the_encoder_and_reinitialises_the_decoder(data_dir, monkeypatch):
+    loop = make_loop(data_dir, {"pretrain": {"epochs": 2}}, train=ADAM)
+    pre = method(loop, "pretrain")
+    enc_init = snapshot(loop.model.encoder)
+    pretrained = {}
+    real = pre._pretrain
+    monkeypatch.setattr(pre, "_pretrain", lambda lp: (real(lp), pretrained.update(snapshot(lp.model.decoder))))
+    old_optimizer = loop.enc_optimizer
+    pre.before_training(loop)
+    assert not pre.cached and len(pre.recon) == 2 and pre.recon[1] < pre.recon[0]
+    assert "to_posterior.weight" in changed(enc_init, loop.model.encoder)
+    for name, param in loop.model.decoder.named_parameters():
+        bound = 0.1 if "embed" in name else 0.01
+        assert param.abs().max() <= bound, name
+        assert not torch.equal(param, pretrained[name]), name
+    assert loop.step == 0 and loop.kl_weight_override is None
+    assert loop.enc_optimizer is not old_optimizer and not loop.enc_optimizer.state
+    assert loop.methods == [pre]
+
+
+def test_pretrained_encoder_is_cached_and_reused(tmp_path):
+    cfg = config(tmp_path, methods={"pretrain": {"epochs": 1}}, train={"max_epochs": 1})
+    load_corpus(parse_config(cfg).data)  # generate the corpus first: only the encoder cache is under test
+    first = models.train(cfg)
+    second = models.train(cfg)
+    assert first["history"][0]["train/pretrain_cached"] == 0.0
+    assert second["history"][0]["train/pretrain_cached"] == 1.0
+    assert second["test"] == pytest.approx(first["test"], rel=1e-6)  # reuse changes nothing
+    assert len(list((tmp_path / "pretrain").glob("*.pt"))) == 1
+    # Trials differing only after pretraining (the KL objective) share it; a new seed does not.
+    fb = models.config.merge(cfg, {"kl": {"free_bits": {"kind": "fb", "lam": 1.0}}})
+    assert models.train(fb)["history"][0]["train/pretrain_cached"] == 1.0
+    assert models.train({**cfg, "seed": 1})["history"][0]["train/pretrain_cached"] == 0.0
+
+
+# -- BN-VAE (Zhu et al.) -----------------------------------------------------------------
+
+def test_bn_gamma_stays_fixed_and_beta_learns(data_dir):
+    loop = make_loop(data_dir, {"bn": {"gamma": 0.6}}, train=ADAM)
+    bn = loop.model.encoder.mu_transform
+    assert isinstance(bn, FixedScaleBatchNorm)
+    assert "mu_transform.gamma" not in dict(loop.model.encoder.named_parameters())
+    beta = bn.beta.detach().clone()
+    loop.train_epoch()
+    assert torch.equal(bn.gamma, torch.full((2,), 0.6))
+    assert not torch.equal(bn.beta, beta)
+
+
+def test_bn_normalises_with_batch_then_running_statistics():
+    bn = FixedScaleBatchNorm(3, gamma=0.5)
+    with torch.no_grad():
+        bn.beta.fill_(0.2)
+    x = torch.randn(64, 3) * 4 + 1
+    out = bn(x).detach()
+    assert out.std(0, correction=0) == pytest.approx([0.5] * 3, rel=1e-3)
+    assert out.mean(0) == pytest.approx([0.2] * 3, abs=1e-5)
+    assert bn(x[:1]).shape == (1, 3)  # a one-sentence training batch does not fail
+    bn.eval()
+    expected = 0.5 * (x - bn.running_mean) / (bn.running_var + bn.eps).sqrt() + 0.2
+    assert torch.allclose(bn(x), expected, atol=1e-6)
+
+
+# -- resume and the contract over every method ---------------------------------------------
+
+@pytest.mark.parametrize("methods", [{"aggressive": {"budget": 3}}, {"scale": {"f_epo": 2}}])
+def test_resume_mid_method_equals_uninterrupted(data_dir, tmp_path, methods):
+    cfg = config(data_dir, methods=methods, train={"max_epochs": 3, **ADAM})
+    full = models.train(cfg)
+    ckpt = tmp_path / "epoch1.pt"
+
+    def save_first(report):
+        report.save_checkpoint(str(ckpt))
+        return True
+
+    models.train(cfg, on_epoch=save_first)
+    if "aggressive" in methods:  # still aggressive when the checkpoint was taken
+        assert [h["train/aggressive"] for h in full["history"][:2]] == [1.0, 1.0]
+    resumed = models.train(cfg, resume_from=str(ckpt))
+    assert resumed["test"] == pytest.approx(full["test"], rel=1e-6)
+    for key in full["history"][-1]:
+        if key != "epoch_time":
+            assert [h[key] for h in resumed["history"]] == pytest.approx([h[key] for h in full["history"]],
+                                                                            rel=1e-6), key
+
+
+FAST = {"aggressive": {"window": 2, "cap": 6}, "pretrain": {"epochs": 1}}
+"""Defaults, shortened where a default would make the tiny run slow."""
+EXTRA_METRICS = {"aggressive": ("train/aggressive", "train/inner_steps"),
+                 "pretrain": ("train/pretrain_recon", "train/pretrain_cached")}
+
+
+def _combo(*names, **sections):
+    return {"methods": {n: FAST.get(n, {}) for n in names}, **sections}
+
+
+validate_methods({})  # load the registry, so the contract covers every registered method
+CASES = [_combo(name) for name in sorted(REGISTRY)] + [
+    _combo("aggressive", kl={"free_bits": {"kind": "fb", "lam": 1.0}}),
+    _combo("scale", model={"pooling": "max"}),
+    _combo("pretrain", "bn", kl={"anneal": "linear", "start": 0.0, "epochs": 1.0}),
+    _combo("aggressive", "scale", "bn", kl={"weight": 0.5}),
+    _combo("pretrain", "aggressive", "scale"),
+]
+
+
+@pytest.mark.parametrize("sections", CASES, ids=lambda s: "+".join(s["methods"]) + "".join(
+    f"-{k}" for k in s if k != "methods"))
+def test_every_method_trains_alone_and_combined(data_dir, sections):
+    seen = []
+    result = models.train(config(data_dir, **sections), on_epoch=lambda r: seen.append(r.loop))
+    assert all(math.isfinite(v) for v in result["test"].values())
+    for epoch in result["history"]:
+        assert all(math.isfinite(v) for v in epoch.values())
+    names = sections["methods"]
+    for name in names:
+        for key in EXTRA_METRICS.get(name, ()):
+            assert key in result["history"][0], key
+    model = seen[-1].model
+    if "scale" in names:
+        assert not torch.equal(model.latent_scale, torch.ones(2))
+    if "bn" in names:
+        assert torch.equal(model.encoder.mu_transform.gamma, torch.full((2,), 0.5))
