@@ -8,7 +8,6 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from models.config import DataConfig
