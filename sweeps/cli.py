@@ -15,6 +15,12 @@ COMMANDS = {
     "run": "sweeps.run",
     "resume": "sweeps.resume",
     "ui": "sweeps.ui",
+    "trials": "sweeps.trial_table",
+    "pareto": "sweeps.pareto",
+    "export-best": "sweeps.export",
+    "confirm": "sweeps.confirm",
+    "sensitivity": "sweeps.sensitivity",
+    "report": "sweeps.report",
 }
 
 

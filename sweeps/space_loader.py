@@ -13,7 +13,7 @@ from models.presets import PRESETS, preset_config
 from sweeps.space import METHOD, METRICS, Branch, Objective, Param, Resources, SearchSpace, SpaceError
 
 _TOP_KEYS = ("method", "methods", "fixed", "params", "objectives", "trials", "epochs", "resources",
-             "max_concurrent")
+             "max_concurrent", "sampler")
 _PARAM_FIELDS = {"float": ("low", "high", "log", "step"), "int": ("low", "high", "log", "step"),
                  "categorical": ("choices",)}
 
@@ -68,7 +68,8 @@ class SpaceLoader:
             trials=self.integer(data.get("trials", 20), "trials", minimum=1),
             epochs=self.integer(data["epochs"], "epochs", minimum=1) if data.get("epochs") is not None else None,
             resources=self.resources(data.get("resources")),
-            max_concurrent=self.integer(data.get("max_concurrent", 1), "max_concurrent", minimum=1))
+            max_concurrent=self.integer(data.get("max_concurrent", 1), "max_concurrent", minimum=1),
+            sampler=self.sampler(data.get("sampler", "tpe"), params, methods))
         self.check_optuna_names(space)
         checked = set().union(*(self.check_against_models(space, label) for label in space.methods or [None]))
         declared = [f"params.{p.key}" for p in space.params] + \
@@ -247,6 +248,17 @@ class SpaceLoader:
                 raise self.fail(where, f"metric {item['metric']!r} listed twice")
             out.append(Objective(item["metric"], item["mode"]))
         return tuple(out)
+
+    def sampler(self, value: Any, params: tuple[Param, ...], methods: dict) -> str:
+        if value not in ("tpe", "grid"):
+            raise self.fail("sampler", f"expected tpe or grid, got {value!r}")
+        if value == "grid":
+            if methods:
+                raise self.fail("sampler", "grid needs a single method, not a `methods:` section")
+            for p in params:
+                if p.type != "categorical" or p.when:
+                    raise self.fail(f"params.{p.key}", "a grid searches unconditional categorical parameters only")
+        return value
 
     def resources(self, value: Any) -> Resources:
         res = self.mapping(value, "resources")

@@ -267,3 +267,15 @@ def test_shipped_space_loads_and_samples(path):
     space = load_space(path)
     for sampled, _ in run_study(space, 12):
         parse_config(space.trial_config(sampled))
+
+
+def test_grid_sampler_needs_unconditional_categoricals(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("method: fb\nsampler: grid\nparams:\n  kl.free_bits.lam: {type: float, low: 2.0, high: 4.0}\n")
+    with pytest.raises(SpaceError, match=r"grid.yaml: params\.kl\.free_bits\.lam: a grid"):
+        load_space(path)
+    path.write_text("method: fb\nsampler: grid\nparams:\n  seed: {type: categorical, choices: [0, 1, 2]}\n")
+    assert load_space(path).sampler == "grid"
+    path.write_text("method: fb\nsampler: random\n")
+    with pytest.raises(SpaceError, match="sampler: expected tpe or grid"):
+        load_space(path)
