@@ -87,3 +87,10 @@ def test_encoder_lr_ratio(tmp_path):
     loop = Loop(parse_config(tiny_config(tmp_path, train={"lr": 0.5, "enc_lr_ratio": 4.0})))
     assert loop.dec_optimizer.param_groups[0]["lr"] == 0.5
     assert loop.enc_optimizer.param_groups[0]["lr"] == 2.0
+
+
+def test_scalar_latent_run_writes_posterior_mean_space_plot(tmp_path):
+    models.train(tiny_config(tmp_path, model={"latent_dim": 1}, train={"max_epochs": 1}),
+                 out_dir=str(tmp_path / "out"))
+    png = tmp_path / "out" / "posterior_mean_space.png"
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
