@@ -21,6 +21,11 @@ COMMANDS = {
     "confirm": "sweeps.confirm",
     "sensitivity": "sweeps.sensitivity",
     "report": "sweeps.report",
+    "server": "sweeps.server",
+    "submit": "sweeps.jobs",
+    "status": "sweeps.jobs",
+    "logs": "sweeps.jobs",
+    "stop": "sweeps.jobs",
 }
 
 

@@ -271,12 +271,15 @@ class TrialRun:
 def close_trial_run(uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
                     outcome: str, reason: str | None = None) -> None:
     """End a trial's run from outside it, if it is still open: its process was stopped
-    by the scheduler or lost, so the trial could not end the run itself."""
+    by the scheduler or lost, so the trial could not end the run itself. A trial whose
+    process was lost before it created its run (its node died as it started) gets one
+    here, so that every trial of the sweep has its run."""
     client = _client(uri)
     found = client.search_runs([experiment_id], max_results=1, filter_string=(
         f"tags.{TRIAL_TAG} = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent_run_id}'"))
-    if found and found[0].info.status == "RUNNING":
-        TrialRun(uri, found[0].info.run_id).finish(outcome, reason)
+    if not found or found[0].info.status == "RUNNING":
+        TrialRun.find_or_create(uri, experiment_id, parent_run_id, trial_id,
+                                found[0].info.run_id if found else None).finish(outcome, reason)
 
 
 def delete_lost_runs(uri: str, experiment_id: str, parent_run_id: str, trial_ids: set[str]) -> int:

@@ -1,0 +1,328 @@
+"""Sweeps on a Ray cluster: a real two-node Ray cluster on this machine (token authentication
+on), a real MLflow server, a sweep submitted through the CLI as a Ray Job, one node killed
+mid-sweep; the tracking server command; and cluster.yaml against Ray's own launcher schema."""
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import jsonschema
+import pytest
+import ray.autoscaler
+import yaml
+from mlflow import MlflowClient
+from ray.autoscaler._private.util import prepare_config, validate_config  # what `ray up` runs
+
+from sweeps import cli, server, tracking
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).with_name("ray"))
+# The shipped demo space, cut to a tiny model whose epochs take about a second here.
+SWEEP = ["search_spaces/demo.yaml", "--trials", "4", "--epochs", "6", "--max-concurrent", "2",
+         "--cpus-per-trial", "1", "--seed", "0"] + [a for kv in (
+             "data.synthetic_sentences=1500", "model.enc_emb_dim=8", "model.enc_hidden=8", "model.dec_emb_dim=8",
+             "model.dec_hidden=8", "model.latent_dim=2", "eval.iw_samples=5", "eval.iw_batch=5") for a in ("--set", kv)]
+
+
+def _session_pids(session: int) -> list[int]:
+    """Live processes of a session: a node started by `ray start` in a new session keeps
+    every process it spawns there (raylet, agents, workers, job drivers)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+
+
+class Node:
+    """One `ray start` on this machine, in its own session and temp dir, killed by session:
+    `ray stop` would stop every Ray on the machine, other test runs' included."""
+
+    def __init__(self, env: dict, *options: str):
+        self.temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+        proc = subprocess.Popen([RAY, "start", "--temp-dir", self.temp, "--num-cpus", "1", "--num-gpus", "0", "--object-store-memory", str(10 ** 8),
+                                 "--dashboard-agent-listen-port", str(tracking.free_port()),
+                                 "--disable-usage-stats", *options],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        self.session = proc.pid
+        try:
+            out, _ = proc.communicate(timeout=180)
+            assert proc.returncode == 0, out
+        except BaseException:  # a half-started node must not outlive the test
+            proc.kill()
+            self.kill()
+            shutil.rmtree(self.temp, ignore_errors=True)
+            raise
+        raylet = next(cmdline for cmdline in map(_cmdline, _session_pids(self.session)) if "raylet/raylet" in cmdline)
+        self.node_id = re.search(r"--node_id=(\w+)", raylet).group(1)
+
+    def kill(self) -> None:
+        for pid in _session_pids(self.session):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        while _session_pids(self.session) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _session_pids(self.session)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head node (1 CPU, the dashboard and Jobs API) and a second node (1 CPU)."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_USAGE_STATS_ENABLED": "0",
+           # A job's entrypoint runs `python` from the node's PATH: this environment's.
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    env.pop("RAY_ADDRESS", None)
+    nodes = []
+    try:
+        dashboard = tracking.free_port()
+        nodes.append(Node(env, "--head", "--port", str(tracking.free_port()), "--include-dashboard", "true",
+                          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+                          "--ray-client-server-port", str(tracking.free_port())))
+        gcs = Path(nodes[0].temp, "ray_current_cluster").read_text().strip()
+        nodes.append(Node(env, "--address", gcs))
+        yield env, f"http://127.0.0.1:{dashboard}", nodes
+    finally:
+        for node in nodes:
+            node.kill()
+            shutil.rmtree(node.temp, ignore_errors=True)
+
+
+def sweeps(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweeps", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _trial_on(client: MlflowClient, experiment: str, node_id: str, timeout: float, epochs: int = 1):
+    """Wait for a running trial on `node_id` that has logged `epochs` epochs (and so saved
+    checkpoints)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = client.get_experiment_by_name(experiment)
+        for run in client.search_runs([found.experiment_id]) if found else []:
+            if (run.data.tags.get("node.id") == node_id and run.info.status == "RUNNING"
+                    and len(client.get_metric_history(run.info.run_id, "val/neg_elbo")) >= epochs):
+                return run
+        time.sleep(0.3)
+    raise AssertionError(f"no trial ran on node {node_id} within {timeout}s")
+
+
+def test_submitted_sweep_spreads_over_nodes_and_survives_losing_one(cluster, mlflow_server, tmp_path):
+    env, address, (head, spare) = cluster
+    name = "spread"
+    submit = ["submit", *SWEEP, "--name", name, "--address", address, "--storage", str(tmp_path / "shared"),
+              "--tracking-uri", mlflow_server]
+    done = sweeps(env, *submit)
+    assert done.returncode == 0, done.stderr
+    job = f"sweep-{name}-1"
+    assert job in done.stdout.splitlines()
+
+    again = sweeps(env, *submit)  # never two drivers for one sweep
+    assert again.returncode == 2 and f"sweep '{name}' is already" in again.stderr and job in again.stderr
+
+    wrong_token = sweeps({**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}, "status", job, "--address", address)
+    assert wrong_token.returncode == 2 and "cannot reach the Ray cluster" in wrong_token.stderr
+
+    client = MlflowClient(mlflow_server)
+    # Past ASHA's first rung (epoch 1), before its next (epoch 3): the trial is mid-training.
+    # (A node lost just as Tune hands a reused trial process to a new trial fails that trial's
+    # two calls in flight at once, and Tune 2.60 then errors the trial without a retry.)
+    victim = _trial_on(client, name, spare.node_id, timeout=240, epochs=2)
+    spare.kill()  # Tune must retry the trial on the head node from its checkpoint
+
+    logs = sweeps(env, "logs", job, "--follow", "--address", address, timeout=400)
+    assert logs.returncode == 0, logs.stdout[-3000:]
+    assert f"Sweep {name}: 4 trials" in logs.stdout and f"job {job}: SUCCEEDED" in logs.stdout
+    status = sweeps(env, "status", job, "--address", address)
+    assert f"job {job}: SUCCEEDED (sweep {name})" in status.stdout
+
+    parent, children = _sweep_runs(client, name)
+    assert parent.info.status == "FINISHED"
+    trial_ids = [r.data.tags[tracking.TRIAL_TAG] for r in children]
+    assert len(trial_ids) == len(set(trial_ids)) == 4  # one run per trial, the retried one included
+    for run in children:
+        assert run.info.status in ("FINISHED", "KILLED"), run.data.tags  # completed or pruned, none lost
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/neg_elbo")]
+        assert sorted(steps) == list(range(1, len(steps) + 1))  # no epoch lost, none logged twice
+        assert run.data.tags["device"] == "cpu" and run.data.tags["node.hostname"] == socket.gethostname()
+        assert run.data.tags["node.ip"]
+    attempts = {r.info.run_id: r.data.tags["node.attempts"].split(",") for r in children}
+    assert {n for nodes in attempts.values() for n in nodes} == {head.node_id, spare.node_id}
+    moved = attempts[victim.info.run_id]
+    assert moved[0] == spare.node_id and moved[-1] == head.node_id  # continued on the surviving node
+
+    # Tune's view (the sweep's trials.csv comes from its trials) agrees, from the shared storage.
+    table = Path(client.download_artifacts(parent.info.run_id, "trials.csv", str(tmp_path))).read_text()
+    assert sorted(line.split(",")[0] for line in table.splitlines()[1:]) == sorted(trial_ids)
+    assert json.loads((tmp_path / "shared" / name / "sweep.json").read_text())["name"] == name
+
+
+def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server, tmp_path):
+    env, address, (head, spare) = cluster
+    spare.kill()  # whether or not the test above ran: the head's one CPU, one trial at a time
+    name = "halt"
+    # Three trials, one at a time: the stop reaches the driver while trials are left.
+    submit = ["submit", *SWEEP, "--trials", "3", "--name", name, "--address", address,
+              "--storage", str(tmp_path / "shared"), "--tracking-uri", mlflow_server]
+    assert sweeps(env, *submit).returncode == 0
+    client = MlflowClient(mlflow_server)
+    first = _trial_on(client, name, head.node_id, timeout=240)
+    stopped = sweeps(env, "stop", f"sweep-{name}-1", "--address", address)
+    assert stopped.returncode == 0 and "stopping job" in stopped.stdout
+    deadline = time.monotonic() + 120
+    while "STOPPED" not in sweeps(env, "status", f"sweep-{name}-1", "--address", address).stdout:
+        assert time.monotonic() < deadline, "the job did not stop"
+    parent, _ = _sweep_runs(client, name)
+    assert parent.info.status == "KILLED"  # the driver was interrupted, not killed: it ended its run
+
+    resumed = sweeps(env, *submit)
+    assert resumed.returncode == 0 and "resumes it" in resumed.stdout and f"sweep-{name}-2" in resumed.stdout
+    logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=400)
+    assert logs.returncode == 0 and "python -m sweeps resume halt" in logs.stdout, logs.stdout[-3000:]
+    parent, children = _sweep_runs(client, name)
+    assert parent.info.status == "FINISHED" and len(children) == 3
+    assert first.info.run_id in {r.info.run_id for r in children}  # continued, not recreated
+    for run in children:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/neg_elbo")]
+        assert sorted(steps) == list(range(1, len(steps) + 1))
+    finished = sweeps(env, *submit)
+    assert finished.returncode == 2 and "already finished" in finished.stderr
+
+
+def _sweep_runs(client: MlflowClient, name: str):
+    runs = tracking.load_runs(client.tracking_uri, name)
+    parents = [r for r in runs if tracking.PARENT_TAG not in r.data.tags]
+    assert len(parents) == 1
+    return parents[0], [r for r in runs if tracking.PARENT_TAG in r.data.tags]
+
+
+def test_tracking_server_binds_where_told_and_requires_basic_auth(tmp_path, monkeypatch):
+    port = tracking.free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+           "MLFLOW_AUTH_ADMIN_PASSWORD": "test-admin-password-1"}
+    (tmp_path / "store").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "sweeps", "server", "--port", str(port), "--app-name", "basic-auth",
+                             "--backend-store-uri", f"sqlite:///{tmp_path / 'store' / 'runs.db'}",
+                             "--artifacts-destination", str(tmp_path / "artifacts")],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        uri = tracking.Server(f"http://127.0.0.1:{port}", proc).ready()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
+        assert refused.value.code == 401
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "test-admin-password-1")
+        client = MlflowClient(uri)
+        run = client.create_run(client.create_experiment("auth"))
+        client.log_text(run.info.run_id, "hello", "note.txt")
+        assert (tmp_path / "store" / "runs.db").exists() and list((tmp_path / "artifacts").rglob("note.txt"))
+        assert (tmp_path / "basic_auth.db").exists()  # users live where the server was started
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def test_exposed_server_without_auth_warns():
+    assert server.is_loopback("127.0.0.1") and server.is_loopback("localhost") and server.is_loopback("::1")
+    assert not server.is_loopback("0.0.0.0")
+    proc = subprocess.Popen([sys.executable, "-m", "sweeps", "server", "--host", "0.0.0.0", "--port",
+                             str(tracking.free_port())], cwd=tempfile.gettempdir(),
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert "MLflow tracking server on http://0.0.0.0" in proc.stdout.readline()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    warning = proc.stderr.read()
+    assert warning.startswith("warning: --host 0.0.0.0 exposes") and "--app-name basic-auth" in warning
+
+
+def _launcher_checks(config: dict) -> dict:
+    """Ray's JSON schema for cluster configs, then the launcher's own preparation and checks."""
+    schema = json.loads(Path(ray.autoscaler.__file__).with_name("ray-schema.json").read_text())
+    jsonschema.validate(config, schema)
+    prepared = prepare_config(config)
+    validate_config(prepared)
+    return prepared
+
+
+def _commands(config: dict, key: str) -> list[list[str]]:
+    return [shlex.split(c) for c in config[key]]
+
+
+def _sweeps_command(words: list[str]) -> list[str] | None:
+    """The arguments after `python -m sweeps` in a shell command, if it runs one."""
+    for i in range(len(words) - 2):
+        if words[i:i + 3] == ["python", "-m", "sweeps"]:
+            rest = words[i + 3:]
+            return rest[:next((j for j, w in enumerate(rest) if w in (">", "&", "&&", ";")), len(rest))]
+    return None
+
+
+def test_cluster_yaml_is_a_valid_launcher_config_for_this_project():
+    text = (REPO / "cluster.yaml").read_text()
+    config = yaml.safe_load(text)
+    prepared = _launcher_checks(config)
+    assert config["cluster_name"] and config["provider"]["type"] and config["auth"]["ssh_user"]
+    head, types = config["head_node_type"], config["available_node_types"]
+    gpu = [t for name, t in types.items() if name != head and t["resources"].get("GPU")]
+    assert len(gpu) == 1 and gpu[0]["max_workers"] >= 1 and gpu[0]["min_workers"] >= 0
+    assert types[head]["resources"] == {"CPU": 0}  # trials go to the workers
+    assert prepared["max_workers"] >= gpu[0]["max_workers"]
+
+    # The project travels to every node and is installed from there.
+    mount = next(remote for remote, local in config["file_mounts"].items() if local == ".")
+    assert f"pip install -q -e {mount}" in config["setup_commands"]
+    assert all("/mnt/shared" in c for c in config["setup_commands"][:1])  # shared storage first
+
+    # The head starts Ray with token auth and the tracking server with basic auth; every
+    # `python -m sweeps ...` in the file is a command the CLI accepts.
+    started = [_sweeps_command(words) for words in _commands(config, "head_start_ray_commands")]
+    servers = [args for args in started if args and args[0] == "server"]
+    assert len(servers) == 1
+    parsed = cli.build_parser().parse_args(servers[0])
+    assert parsed.app_name == "basic-auth" and not server.is_loopback(parsed.host)
+    assert parsed.backend_store_uri.startswith("sqlite:////mnt/shared/")
+    assert parsed.artifacts_destination.startswith("/mnt/shared/")
+    assert any("ray start --head" in c and "SWEEPS_STORAGE=/mnt/shared/" in c and "MLFLOW_TRACKING_URI=" in c
+               for c in config["head_start_ray_commands"])
+    assert any("ray start --address=$RAY_HEAD_IP" in c for c in config["worker_start_ray_commands"])
+    # Nothing secret in the file: tokens and passwords are only ever read from cluster.env.
+    assert not re.search(r"(TOKEN|PASSWORD|SECRET_KEY)\w*\s*[=:]\s*[^\s$]", text)
+    assert all("cluster.env" in c for c in config["head_start_ray_commands"][1:] + config["worker_start_ray_commands"][1:])
+
+
+def test_documented_on_premises_config_is_valid():
+    docs = (REPO / "docs" / "cluster.md").read_text()
+    local = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", docs, re.S)]
+    local = [c for c in local if c.get("provider", {}).get("type") == "local"]
+    assert len(local) == 1
+    prepared = _launcher_checks(local[0])
+    assert prepared["max_workers"] == len(local[0]["provider"]["worker_ips"])
+    started = [_sweeps_command(words) for words in _commands(local[0], "head_start_ray_commands")]
+    cli.build_parser().parse_args(next(args for args in started if args))
