@@ -13,11 +13,11 @@ def run_cli(*args, cwd=None):
 
 
 def tiny_sets(cache_dir):
-    cfg = tiny_config(cache_dir)
     flat = []
-    for section, values in cfg.items():
-        for key, value in values.items():
-            flat += ["--set", f"{section}.{key}={value}"]
+    for section, values in tiny_config(cache_dir).items():
+        pairs = values.items() if isinstance(values, dict) else [(None, values)]
+        for key, value in pairs:
+            flat += ["--set", f"{section}.{key}={value}" if key else f"{section}={value}"]
     return flat
 
 
