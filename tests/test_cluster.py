@@ -28,8 +28,8 @@ from sweeps import cli, server, tracking
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
-# The shipped demo space, cut to a tiny model whose epochs take about a second here.
-SWEEP = ["search_spaces/demo.yaml", "--trials", "4", "--epochs", "6", "--max-concurrent", "2",
+# Seed replicates of a tiny model whose epochs take about a second here.
+SWEEP = ["tests/fixtures/cluster_space.yaml", "--trials", "4", "--epochs", "6", "--max-concurrent", "2",
          "--cpus-per-trial", "1", "--seed", "0"] + [a for kv in (
              "data.synthetic_sentences=1500", "model.enc_emb_dim=8", "model.enc_hidden=8", "model.dec_emb_dim=8",
              "model.dec_hidden=8", "model.latent_dim=2", "eval.iw_samples=5", "eval.iw_batch=5") for a in ("--set", kv)]
@@ -147,7 +147,7 @@ def test_submitted_sweep_spreads_over_nodes_and_survives_losing_one(cluster, mlf
     assert wrong_token.returncode == 2 and "cannot reach the Ray cluster" in wrong_token.stderr
 
     client = MlflowClient(mlflow_server)
-    # Past ASHA's first rung (epoch 1), before its next (epoch 3): the trial is mid-training.
+    # Two epochs in, four to go (a grid sweep has no early stopping): the trial is mid-training.
     # (A node lost just as Tune hands a reused trial process to a new trial fails that trial's
     # two calls in flight at once, and Tune 2.60 then errors the trial without a retry.)
     victim = _trial_on(client, name, spare.node_id, timeout=240, epochs=2)
