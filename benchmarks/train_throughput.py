@@ -31,7 +31,7 @@ def main() -> None:
         loop = Loop(cfg)
         train = loop.corpus.train
         start = time.perf_counter()
-        loop.train_epoch()
+        loop.train_on(loop.shuffled())
         train_s = time.perf_counter() - start
         subset = loop.corpus.test.head(args.iw_sentences)
         start = time.perf_counter()

@@ -8,6 +8,7 @@ learning rate halved when validation loss stalls, with the best model reloaded.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 import time
@@ -30,8 +31,9 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class EpochReport:
-    """What `on_epoch` receives after each epoch."""
+    """What `on_epoch` receives after each validation."""
     epoch: int
+    """The validation's number, 1, 2, ...: the epoch under the default rhythm of one per epoch."""
     metrics: dict[str, float]
     loop: "Loop" = field(repr=False)
 
@@ -71,10 +73,15 @@ class Loop:
         self.total_steps = self.steps_per_epoch * cfg.train.max_epochs
         self.kl_weight_override: float | None = None
         self.step = 0
-        self.epoch = 0
+        self.epoch = 0  # epochs started
+        self.epoch_batches = 0  # batches of the current epoch done
+        self.epoch_rng_state: torch.Tensor | None = None  # shuffle state the epoch's order came from
+        self._epoch_iter = None
+        self.evaluations = 0
         self.history: list[dict] = []
         self.best_val = math.inf
         self.best_state: dict | None = None
+        self.decay_reference = math.inf
         self.not_improved = 0
         self.decays = 0
         self.finished = False
@@ -123,25 +130,24 @@ class Loop:
             if opt is not None:
                 opt.zero_grad(set_to_none=True)
         loss.backward()
-        params = [p for opt in chosen for group in opt.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, self.cfg.train.clip_grad)
+        # One norm over every parameter, also when one group is stepped (He et al.'s code).
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
         for opt in chosen:
             opt.step()
 
-    # -- epochs -------------------------------------------------------------------
-    def train_batches(self):
+    # -- training -----------------------------------------------------------------
+    def shuffled(self):
         """The training split once, in a shuffled order drawn from the loop's own generator."""
         for batch in self.corpus.train.batches(self.cfg.data.batch_size, shuffle=True,
                                                generator=self.shuffle_generator):
             yield batch.to(self.device)
 
-    def train_epoch(self) -> dict[str, float]:
+    def train_on(self, batches) -> dict[str, float]:
+        """One update per batch, with the methods' hooks; the mean loss terms per sentence."""
         self.model.train()
-        for method in self.methods:
-            method.on_epoch_start(self)
         totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
         sentences = 0
-        for batch in self.train_batches():
+        for batch in batches:
             plan = StepPlan()
             for method in self.methods:
                 restriction = method.before_step(self, batch)
@@ -158,6 +164,31 @@ class Loop:
             totals["kl"] += terms["kl"].sum().item()
         return {f"train/{key}": value / max(sentences, 1) for key, value in totals.items()}
 
+    def interval_batches(self):
+        """Training batches up to the next validation: the rest of the epoch, or with
+        `eval.every_steps` up to the next multiple of it, across epoch boundaries.
+
+        An epoch's order is drawn from the shuffle generator's state at its start, kept with
+        the batches done, so a run resumed mid-epoch redraws the same order and skips ahead."""
+        every = self.cfg.eval.every_steps
+        while self.step < self.total_steps:
+            if self.epoch_batches == 0 and self._epoch_iter is None:
+                self.epoch += 1
+                self.epoch_rng_state = self.shuffle_generator.get_state()
+                for method in self.methods:
+                    method.on_epoch_start(self)
+            if self._epoch_iter is None:
+                self.shuffle_generator.set_state(self.epoch_rng_state)
+                self._epoch_iter = itertools.islice(self.shuffled(), self.epoch_batches, None)
+            yield next(self._epoch_iter)
+            self.epoch_batches += 1
+            if self.epoch_batches == self.steps_per_epoch:
+                self.epoch_batches, self._epoch_iter = 0, None
+                if every is None:
+                    return
+            if every is not None and self.step % every == 0:
+                return
+
     def eval_generator(self, salt: int) -> torch.Generator:
         """A generator for evaluation samples, so evaluation never moves the training RNG."""
         return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + salt)
@@ -165,22 +196,27 @@ class Loop:
     def validate(self) -> dict[str, float]:
         ev = self.cfg.eval
         values = M.evaluate(self.model, self.corpus.valid, ev, batch_size=self.cfg.data.batch_size,
-                            device=self.device, generator=self.eval_generator(self.epoch),
+                            device=self.device, generator=self.eval_generator(self.evaluations),
                             iw=False, mi=ev.val_mi)
         return {f"val/{key}": value for key, value in values.items()}
 
-    def _after_validation(self, val_loss: float) -> None:
-        """Learning-rate decay with best-model reload (He et al. reference code)."""
+    def _schedule_lr(self, val_loss: float) -> None:
+        """Learning-rate decay with best-model reload, as He et al.'s reference code (text.py):
+        the best model is kept on every improvement; the decay rule compares with its own
+        reference loss (the last validation that did not rise, or the one at the last decay),
+        decays after `patience` rises in a row but never in the first `decay_after` validations,
+        and training stops at the `max_decays`-th decay."""
         train = self.cfg.train
         if val_loss < self.best_val:
             self.best_val = val_loss
             self.best_state = copy.deepcopy(self.model.state_dict())
-            self.not_improved = 0
+        if val_loss <= self.decay_reference:
+            self.decay_reference, self.not_improved = val_loss, 0
             return
         self.not_improved += 1
-        if self.not_improved >= train.patience:
+        if self.not_improved >= train.patience and self.evaluations > train.decay_after:
+            self.decay_reference, self.not_improved = val_loss, 0
             self.decays += 1
-            self.not_improved = 0
             self.lr *= train.decay_factor
             self.model.load_state_dict(self.best_state)
             self.build_optimizers()
@@ -188,24 +224,26 @@ class Loop:
                 self.finished = True
 
     def run(self, on_epoch: Callable[[EpochReport], bool | None] | None = None) -> bool:
-        """Train until max_epochs, max_decays, or `on_epoch` returns True (then returns True)."""
-        if self.epoch == 0:
+        """Train until max_epochs, max_decays, or `on_epoch` returns True (then returns True).
+
+        `on_epoch` is called after every validation: once per epoch, or every
+        `eval.every_steps` updates."""
+        if self.step == 0 and self.evaluations == 0:
             for method in self.methods:
                 method.before_training(self)
-        while self.epoch < self.cfg.train.max_epochs and not self.finished:
+        while self.step < self.total_steps and not self.finished:
             start = time.perf_counter()
-            self.epoch += 1
-            metrics = self.train_epoch()
+            metrics = self.train_on(self.interval_batches())
+            self.evaluations += 1
             metrics.update(self.validate())
-            metrics["lr"] = self.lr
-            metrics["kl_weight"] = self.current_kl_weight()
+            metrics.update(lr=self.lr, kl_weight=self.current_kl_weight(), step=float(self.step))
             for method in self.methods:
-                method.on_epoch_end(self, metrics)
-            self._after_validation(metrics["val/neg_elbo"])
-            metrics["epoch_time"] = time.perf_counter() - start
+                method.after_validation(self, metrics)
+            self._schedule_lr(metrics["val/neg_elbo"])
+            metrics["epoch_time"] = time.perf_counter() - start  # since the previous validation
             self.elapsed += metrics["epoch_time"]
-            self.history.append({"epoch": self.epoch, **metrics})
-            if on_epoch is not None and on_epoch(EpochReport(self.epoch, metrics, self)):
+            self.history.append({"epoch": self.evaluations, **metrics})
+            if on_epoch is not None and on_epoch(EpochReport(self.evaluations, metrics, self)):
                 return True
         return False
 
@@ -235,6 +273,7 @@ class Loop:
         state = torch.load(path, map_location=self.device, weights_only=False)
         for key in _SCALARS:
             setattr(self, key, state[key])
+        self._epoch_iter = None  # redrawn from epoch_rng_state
         self.model.load_state_dict(state["model"])
         self.build_optimizers()
         self.dec_optimizer.load_state_dict(state["dec_optimizer"])
@@ -248,5 +287,5 @@ class Loop:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
-_SCALARS = ("step", "epoch", "history", "best_val", "best_state", "not_improved", "decays",
-            "finished", "lr", "elapsed")
+_SCALARS = ("step", "epoch", "epoch_batches", "epoch_rng_state", "evaluations", "history", "best_val",
+            "best_state", "decay_reference", "not_improved", "decays", "finished", "lr", "elapsed")

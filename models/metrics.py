@@ -131,8 +131,9 @@ def iw_nll(model, split, *, samples: int, samples_per_pass: int, batch_size: int
 
 @_evaluating
 def posteriors(model, split, *, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """μ, log σ² (N, D) of `model.posterior` for every sentence, in the split's batch order."""
-    pairs = [model.posterior(tokens, lengths) for tokens, lengths in _batches(split, batch_size, device)]
+    """μ, log σ² (N, D) of the trained posterior `model.encode` (raw means, before Scale-VAE's
+    factor) for every sentence, in the split's batch order."""
+    pairs = [model.encode(tokens, lengths) for tokens, lengths in _batches(split, batch_size, device)]
     return torch.cat([mu for mu, _ in pairs]), torch.cat([logvar for _, logvar in pairs])
 
 
@@ -159,11 +160,12 @@ def mutual_info_from(mu: torch.Tensor, logvar: torch.Tensor, *, samples: int = 1
 
 
 def mutual_info(model, split, *, batch_size: int, device, generator=None, samples: int = 1) -> float:
-    """I_q(x; z) over the whole split (see `mutual_info_from`); 0 for an LM."""
+    """I_q(x; z) over the whole split (see `mutual_info_from`) under the posterior the decoder
+    sees (Song et al. footnote 1: Scale-VAE's scaled means); 0 for an LM."""
     if not model.is_vae:
         return 0.0
     mu, logvar = posteriors(model, split, batch_size=batch_size, device=device)
-    return mutual_info_from(mu, logvar, samples=samples, generator=generator)
+    return mutual_info_from(mu * model.latent_scale, logvar, samples=samples, generator=generator)
 
 
 def mean_variances(mu: torch.Tensor) -> torch.Tensor:
@@ -174,7 +176,8 @@ def mean_variances(mu: torch.Tensor) -> torch.Tensor:
 
 
 def active_units(model, split, *, batch_size: int, device, threshold: float = 0.01) -> int:
-    """Dimensions with A_z > threshold (Burda et al.; He et al. §6.1, 0.01); 0 for an LM."""
+    """Dimensions with A_z > threshold (Burda et al.; He et al. §6.1, 0.01) over the raw means
+    (for Scale-VAE, f·μ would have A_z = des_std² by construction); 0 for an LM."""
     if not model.is_vae:
         return 0
     mu, _ = posteriors(model, split, batch_size=batch_size, device=device)
@@ -195,9 +198,10 @@ def evaluate(model, split, cfg: EvalConfig, *, batch_size: int, device, generato
     elif iw:
         out.update(nll=out["recon"], ppl=_ppl(out["recon"] * split.num_sentences, split))
     if mi and model.is_vae:
-        # One encoder pass serves both MI and AU.
+        # One encoder pass serves both: MI under the decoder's (scaled) posterior, AU on raw μ.
         mu, logvar = posteriors(model, split, batch_size=batch_size, device=device)
-        out.update(mi=mutual_info_from(mu, logvar, samples=cfg.mi_samples, generator=generator),
+        out.update(mi=mutual_info_from(mu * model.latent_scale, logvar, samples=cfg.mi_samples,
+                                       generator=generator),
                    au=float((mean_variances(mu) > cfg.au_threshold).sum()))
     elif mi:
         out.update(mi=0.0, au=0.0)

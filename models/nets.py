@@ -51,7 +51,7 @@ class Encoder(nn.Module):
         self.pooling = cfg.pooling
         self.embed = nn.Embedding(vocab_size, cfg.enc_emb_dim)
         self.lstm = nn.LSTM(cfg.enc_emb_dim, cfg.enc_hidden, batch_first=True)
-        self.to_posterior = nn.Linear(cfg.enc_hidden, 2 * cfg.latent_dim)
+        self.to_posterior = nn.Linear(cfg.enc_hidden, 2 * cfg.latent_dim, bias=cfg.output_bias)
         # Seam for methods that normalise μ (BN-VAE replaces it).
         self.mu_transform: nn.Module = nn.Identity()
 
@@ -82,8 +82,8 @@ class Decoder(nn.Module):
         self.dropout_in = nn.Dropout(cfg.dec_dropout_in)
         self.dropout_out = nn.Dropout(cfg.dec_dropout_out)
         self.lstm = nn.LSTM(cfg.dec_emb_dim + latent_dim, cfg.dec_hidden, batch_first=True)
-        self.to_state = nn.Linear(latent_dim, cfg.dec_hidden) if latent_dim else None
-        self.to_vocab = nn.Linear(cfg.dec_hidden, vocab_size)
+        self.to_state = nn.Linear(latent_dim, cfg.dec_hidden, bias=cfg.output_bias) if latent_dim else None
+        self.to_vocab = nn.Linear(cfg.dec_hidden, vocab_size, bias=cfg.output_bias)
 
     def log_prob(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         """log p(x|z) summed over predicted tokens (w1 .. </s>, not <s>).
@@ -106,7 +106,7 @@ class Decoder(nn.Module):
         if z is not None:
             z_flat = z.reshape(batch * samples, self.latent_dim)
             emb = torch.cat([emb, z_flat.unsqueeze(1).expand(-1, steps - 1, -1)], dim=-1)
-            # Reference code: c0 = W z + b, h0 = tanh(c0).
+            # Reference code: c0 = W z, h0 = tanh(c0).
             c0 = self.to_state(z_flat).unsqueeze(0)
             state = (torch.tanh(c0), c0)
         outputs, _ = self.lstm(emb, state)

@@ -23,20 +23,21 @@ PRESETS: dict[str, dict] = {
     # Li et al. Eq. 1 and Table 1: FB per dimension / FBP on the total KL, target rate λ in nats.
     "fb": {"kl": {"free_bits": {"kind": "fb", "lam": 4.0}}},
     "fbp": {"kl": {"free_bits": {"kind": "fbp", "lam": 4.0}}},
-    # He et al. Alg. 1: inner loop stopped by the loss rule (window 10, cap 100), no annealing.
+    # He et al. Alg. 1: inner loop stopped by the loss rule (window 15, cap 100), no annealing.
     "aggressive": {"methods": {"aggressive": {}}},
-    # Long et al. §3.2: pooled encoder features.
-    "pool-max": {"model": {"pooling": "max"}},
-    "pool-avg": {"model": {"pooling": "mean"}},
-    "pool-abs": {"model": {"pooling": "absmax"}},
-    # Song et al. §4.3: des_std 0.7, f_epo 1 (their Yahoo setting), with KL annealing.
-    "scale": {"kl": dict(_LINEAR_ANNEAL), "methods": {"scale": {"des_std": 0.7, "f_epo": 1}}},
+    # Long et al. §3.2: pooled encoder features; §5: every model trained with linear KL annealing.
+    "pool-max": {"model": {"pooling": "max"}, "kl": dict(_LINEAR_ANNEAL)},
+    "pool-avg": {"model": {"pooling": "mean"}, "kl": dict(_LINEAR_ANNEAL)},
+    "pool-abs": {"model": {"pooling": "absmax"}, "kl": dict(_LINEAR_ANNEAL)},
+    # Song et al. §4.3: des_std 0.7, f_epo 1 (their Yahoo setting), KL weight 0 → 1 over 10 epochs.
+    "scale": {"kl": {"anneal": "linear", "start": 0.0, "epochs": 10.0},
+              "methods": {"scale": {"des_std": 0.7, "f_epo": 1}}},
     # Li et al. §2.4: pretrained encoder, then FB with the hinge term annealed 0 → 1 over 10 epochs.
     "pretrain-fb": {"kl": {"anneal": "linear", "start": 0.0, "epochs": 10.0,
                            "free_bits": {"kind": "fb", "lam": 4.0}},
                     "methods": {"pretrain": {}}},
-    # Zhu et al. BN-VAE (Song et al. Eq. 14), fixed scale γ.
-    "bn": {"methods": {"bn": {"gamma": 0.5}}},
+    # Zhu et al. BN-VAE (Song et al. Eq. 14), fixed scale γ = 0.6 (Song et al. Table 1).
+    "bn": {"methods": {"bn": {"gamma": 0.6}}},
 }
 
 

@@ -42,18 +42,30 @@ def changed(before, module):
 
 # -- aggressive (He et al.) ---------------------------------------------------------
 
-def test_inner_loop_stops_when_a_window_does_not_improve():
+def steps_of(losses, words=1):
+    return [(loss, words) for loss in losses]
+
+
+def test_inner_loop_stops_when_a_window_gets_worse():
     params = AggressiveParams(window=3, cap=100)
-    losses = [5, 4, 3, 2, 1, 0, 1, 1, 1]  # the third window (3) is no better than the second (3)
-    stops = [n for n in range(len(losses) + 1) if inner_loop_done(losses[:n], params)]
-    assert stops == [9]
-    improving = [10 - 0.01 * i for i in range(200)]
+    # Windows sum to 12, 3, 3 (no better, not worse: go on), then 4 (worse: stop).
+    stops = [n for n in range(13) if inner_loop_done(steps_of([5, 4, 3, 2, 1, 0, 1, 1, 1, 1, 1, 2])[:n], params)]
+    assert stops == [12]
+    improving = steps_of([10 - 0.01 * i for i in range(200)])
     assert [n for n in range(201) if inner_loop_done(improving[:n], params)][0] == 100  # the cap
+    assert AggressiveParams().window == 15  # He et al.'s code: so the rule runs at least 30 steps
+
+
+def test_inner_loop_compares_loss_per_word_over_a_window():
+    params = AggressiveParams(window=2, cap=100)
+    # Summed losses rise (10 → 12) but per word they fall (10 / 10 → 12 / 20): go on.
+    assert not inner_loop_done([(5.0, 5), (5.0, 5), (6.0, 10), (6.0, 10)], params)
+    assert inner_loop_done([(5.0, 5), (5.0, 5), (6.0, 5), (6.0, 5)], params)
 
 
 def test_inner_loop_budget_overrides_the_rule():
     params = AggressiveParams(budget=7, window=2, cap=5)
-    flat = [1.0] * 10
+    flat = steps_of([1.0] * 10)
     assert [n for n in range(11) if inner_loop_done(flat[:n], params)][0] == 7
 
 
@@ -68,24 +80,26 @@ def test_inner_loop_updates_only_the_encoder(data_dir):
     agg = method(loop, "aggressive")
     agg.on_epoch_start(loop)
     enc, dec = snapshot(loop.model.encoder), snapshot(loop.model.decoder)
-    plan = agg.before_step(loop, next(loop.train_batches()))
+    plan = agg.before_step(loop, next(loop.shuffled()))
     assert not plan.update_encoder and plan.update_decoder
     assert not changed(dec, loop.model.decoder)
     assert "to_posterior.weight" in changed(enc, loop.model.encoder)
-    assert (agg.inner_steps, agg.consumed) == (4, 4)
+    # The first inner step trains on the outer step's own batch (He et al.'s code), then 3 fresh ones.
+    assert (agg.inner_steps, agg.consumed) == (4, 3)
 
 
 def test_aggressive_mode_switches_off_when_mi_stops_rising():
     agg = REGISTRY["aggressive"](AggressiveParams())
     seen = []
-    for mi in [0.5, 1.0, 0.9, 2.0]:
+    for mi in [0.5, 1.0, 1.0, 0.9, 2.0]:
         metrics = {"val/mi": mi}
-        agg.on_epoch_end(None, metrics)
+        agg.after_validation(None, metrics)
         seen.append(metrics["train/aggressive"])
-    assert seen == [1.0, 1.0, 1.0, 0.0] and not agg.active  # off for good, though MI rose again
+    # An equal MI keeps it on (the reference code stops on a strict fall); then off for good.
+    assert seen == [1.0, 1.0, 1.0, 1.0, 0.0] and not agg.active
     assert agg.before_step(None, None) is None  # plain joint updates from then on
     first = REGISTRY["aggressive"](AggressiveParams())
-    first.on_epoch_end(None, {"val/mi": -0.01})  # no rise over a fresh model's MI of 0
+    first.after_validation(None, {"val/mi": -0.01})  # below a fresh model's MI of 0
     assert not first.active
 
 
@@ -112,7 +126,7 @@ def test_scale_factors_per_batch_then_the_epoch_average(data_dir, monkeypatch):
     monkeypatch.setattr(scale_module, "batch_factor", lambda mu, d: recorded.append(real(mu, d)) or recorded[-1])
     mu = torch.randn(8, 2)
     loop.epoch = 1
-    loop.train_epoch()
+    loop.train_on(loop.shuffled())
     assert len(recorded) == loop.steps_per_epoch
     assert torch.allclose(loop.model.latent_scale, torch.stack(recorded).mean(0), rtol=1e-6)
     # Still within f_epo: each batch is scaled by its own factor.
@@ -123,7 +137,7 @@ def test_scale_factors_per_batch_then_the_epoch_average(data_dir, monkeypatch):
     frozen = loop.model.latent_scale.clone()
     assert torch.allclose(sc.decoder_mean(loop, mu), mu * frozen)
     assert torch.allclose(sc.decoder_mean(loop, 3 * mu), 3 * mu * frozen)
-    loop.train_epoch()
+    loop.train_on(loop.shuffled())
     assert not torch.allclose(loop.model.latent_scale, frozen)  # the next epoch's average, recorded anew
 
 
@@ -142,7 +156,7 @@ def test_scale_keeps_the_kl_of_the_original_posterior(data_dir):
     loop = make_loop(data_dir, {"scale": {"des_std": 0.7}})
     loop.epoch = 1
     method(loop, "scale").on_epoch_start(loop)
-    batch = next(loop.train_batches())
+    batch = next(loop.shuffled())
     terms = loop.compute_loss(batch)
     mu, logvar = loop.model.encode(batch.tokens, batch.lengths)
     assert torch.allclose(terms["kl"], kl_per_dim(mu, logvar).sum(-1))
@@ -201,9 +215,19 @@ def test_bn_gamma_stays_fixed_and_beta_learns(data_dir):
     assert isinstance(bn, FixedScaleBatchNorm)
     assert "mu_transform.gamma" not in dict(loop.model.encoder.named_parameters())
     beta = bn.beta.detach().clone()
-    loop.train_epoch()
+    loop.train_on(loop.shuffled())
     assert torch.equal(bn.gamma, torch.full((2,), 0.6))
     assert not torch.equal(bn.beta, beta)
+
+
+def test_bn_encoder_keeps_pytorch_default_init(data_dir):
+    # The BN-VAE authors' code: the encoder is not re-initialised U(±0.01) (the decoder is).
+    loop = make_loop(data_dir, {"bn": {}})
+    assert loop.model.encoder.embed.weight.std().item() == pytest.approx(1.0, rel=0.1)  # N(0, 1)
+    assert loop.model.encoder.lstm.weight_hh_l0.abs().max().item() > 0.1  # U(±1/√H), H = 8
+    assert all(p.abs().max() <= 0.1 for p in loop.model.decoder.parameters())
+    plain = make_loop(data_dir, {})
+    assert plain.model.encoder.lstm.weight_hh_l0.abs().max().item() <= 0.01
 
 
 def test_bn_normalises_with_batch_then_running_statistics():
@@ -222,11 +246,15 @@ def test_bn_normalises_with_batch_then_running_statistics():
 
 # -- resume and the contract over every method ---------------------------------------------
 
-@pytest.mark.parametrize("methods", [{"aggressive": {"budget": 3}}, {"scale": {"f_epo": 2}}])
-def test_resume_mid_method_equals_uninterrupted(data_dir, tmp_path, methods):
-    cfg = config(data_dir, methods=methods, train={"max_epochs": 3, **ADAM})
+@pytest.mark.parametrize("every_steps", [None, 6], ids=["per-epoch", "mid-epoch"])
+@pytest.mark.parametrize("methods", [{"aggressive": {"budget": 3}}, {"scale": {"f_epo": 1}}])
+def test_resume_mid_method_equals_uninterrupted(data_dir, tmp_path, methods, every_steps):
+    # 10 batches an epoch: with a validation every 6 updates the checkpoint falls mid-epoch.
+    cfg = config(data_dir, methods=methods, train={"max_epochs": 3, **ADAM}, seed=2,
+                 eval={"iw_samples": 5, "iw_batch": 5, "every_steps": every_steps})
     full = models.train(cfg)
-    ckpt = tmp_path / "epoch1.pt"
+    assert len(full["history"]) == (3 if every_steps is None else 5)
+    ckpt = tmp_path / "first.pt"
 
     def save_first(report):
         report.save_checkpoint(str(ckpt))
@@ -279,4 +307,4 @@ def test_every_method_trains_alone_and_combined(data_dir, sections):
     if "scale" in names:
         assert not torch.equal(model.latent_scale, torch.ones(2))
     if "bn" in names:
-        assert torch.equal(model.encoder.mu_transform.gamma, torch.full((2,), 0.5))
+        assert torch.equal(model.encoder.mu_transform.gamma, torch.full((2,), 0.6))

@@ -48,9 +48,17 @@ class TablePosterior(nn.Module):
     def __init__(self, mu: torch.Tensor, logvar: torch.Tensor):
         super().__init__()
         self.mu, self.logvar, self.latent_dim = mu, logvar, mu.size(1)
+        self.register_buffer("latent_scale", torch.ones(mu.size(1)))
+
+    def encode(self, tokens, lengths):
+        return self.mu[tokens[:, 1] - 4], self.logvar[tokens[:, 1] - 4]
 
     def posterior(self, tokens, lengths):
-        return self.mu[tokens[:, 1] - 4], self.logvar[tokens[:, 1] - 4]
+        mu, logvar = self.encode(tokens, lengths)
+        return mu * self.latent_scale, logvar
+
+    def decode_log_prob(self, tokens, lengths, z):
+        return torch.zeros(z.shape[:2])  # a decoder that ignores z: only the posterior is under test
 
     def split(self) -> Split:
         return make_split([[4 + n] for n in range(len(self.mu))])
@@ -62,8 +70,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 def test_mi_and_au_vanish_when_every_posterior_is_the_prior():
     model = tiny_model(latent_dim=2)
-    nn.init.zeros_(model.encoder.to_posterior.weight)
-    nn.init.zeros_(model.encoder.to_posterior.bias)  # μ = 0, log σ² = 0 for every x
+    nn.init.zeros_(model.encoder.to_posterior.weight)  # no bias: μ = 0, log σ² = 0 for every x
     split = random_split(40)
     mi = M.mutual_info(model, split, batch_size=8, device=CPU, generator=gen(), samples=3)
     assert mi == pytest.approx(0, abs=1e-6)
@@ -115,7 +122,7 @@ def quadrature_log_px(model, split) -> torch.Tensor:
 
 
 def test_iw_nll_matches_quadrature_on_a_scalar_latent():
-    model, split = tiny_model(latent_dim=1), random_split(6)
+    model, split = tiny_model(latent_dim=1, output_bias=True), random_split(6)
     with torch.no_grad():
         # Let z matter more (posterior sd ≈ 0.8 against the prior's 1), and use a proposal
         # N(0, 2) wider than every posterior so that 2000 samples give a tight estimate.
@@ -204,8 +211,7 @@ def test_posterior_mean_space_of_a_scalar_latent(tmp_path):
 def test_posterior_mean_is_the_prior_mean_when_the_decoder_ignores_z():
     model = tiny_model(latent_dim=1)
     dec = model.decoder
-    nn.init.zeros_(dec.to_state.weight)
-    nn.init.zeros_(dec.to_state.bias)
+    nn.init.zeros_(dec.to_state.weight)  # no bias: c0 = 0 for every z
     with torch.no_grad():
         dec.lstm.weight_ih_l0[:, -1].zero_()  # the z column of the input weights
     mu_theta, _ = M.posterior_mean_space(model, random_split(5), batch_size=5, device=CPU)
@@ -242,3 +248,27 @@ def test_bad_input_gets_a_clear_error():
         M.iw_nll(model, random_split(3), samples=10, samples_per_pass=0, batch_size=4, device=CPU)
     with pytest.raises(ValueError, match="at least 2 sentences"):
         M.active_units(model, random_split(1), batch_size=4, device=CPU)
+
+
+def test_output_layers_have_no_bias_as_the_reference_code():
+    vae, lm = tiny_model(latent_dim=2), tiny_model(kind="lm")
+    for layer in (vae.encoder.to_posterior, vae.decoder.to_state, vae.decoder.to_vocab, lm.decoder.to_vocab):
+        assert layer.bias is None
+    assert tiny_model(latent_dim=2, output_bias=True).decoder.to_vocab.bias is not None
+
+
+def test_scaled_posterior_counts_active_units_on_raw_means():
+    # Scale-VAE (Song et al.): AU on the raw means μ; MI under the scaled posterior (footnote 1).
+    signs = torch.tensor([1.0, -1.0]).repeat(50).unsqueeze(1)
+    mu = signs * torch.tensor([0.05, 0.5])  # raw variances 0.0025 (inactive) and 0.25
+    toy = TablePosterior(mu, torch.zeros_like(mu))  # σ = 1: the scaled means separate better
+    toy.latent_scale.copy_(torch.tensor([20.0, 1.0]))  # scaled: variances 1.0 and 0.25
+    out = M.evaluate(toy, toy.split(), EvalConfig(mi_samples=2), batch_size=16, device=CPU,
+                     generator=gen(), iw=False)
+    assert out["au"] == 1.0
+    assert M.active_units(toy, toy.split(), batch_size=16, device=CPU) == 1
+    scaled = M.mutual_info_from(mu * toy.latent_scale, toy.logvar, samples=2, generator=gen())
+    raw = M.mutual_info_from(mu, toy.logvar, samples=2, generator=gen())
+    assert M.mutual_info(toy, toy.split(), batch_size=16, device=CPU, generator=gen(), samples=2) == \
+        pytest.approx(scaled)
+    assert scaled > raw + 0.1

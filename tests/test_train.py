@@ -72,15 +72,50 @@ def test_divergence_is_reported(tmp_path):
 
 
 def test_lr_decays_and_reloads_best(tmp_path):
-    cfg = parse_config(tiny_config(tmp_path, train={"patience": 1, "max_decays": 2, "max_epochs": 8}))
+    cfg = parse_config(tiny_config(tmp_path, train={"patience": 1, "max_decays": 2, "max_epochs": 8,
+                                                    "decay_after": 0}))
     loop = Loop(cfg)
-    loop.best_val = -math.inf  # nothing will count as an improvement
+    loop.best_val = loop.decay_reference = -math.inf  # nothing will count as an improvement
     loop.best_state = {k: v.clone() for k, v in loop.model.state_dict().items()}
     loop.run()
     assert loop.decays == 2 and loop.finished and loop.epoch == 2
     assert loop.lr == pytest.approx(cfg.train.lr * 0.25)
     for key, value in loop.best_state.items():
         assert torch.equal(loop.model.state_dict()[key], value)
+
+
+def test_lr_schedule_follows_the_reference_code(tmp_path):
+    # He et al.'s text.py: patience 2, no decay before the 16th validation, and after a decay
+    # the rule compares with the loss at the decay, not with the best loss.
+    loop = Loop(parse_config(tiny_config(tmp_path)))
+    assert (loop.cfg.train.patience, loop.cfg.train.decay_after, loop.cfg.train.max_decays) == (2, 15, 5)
+    loop.best_state = {k: v.clone() for k, v in loop.model.state_dict().items()}
+    decayed_at = []
+    for evaluation, loss in enumerate([10.0] + [11.0] * 16 + [10.5, 10.6, 10.7], start=1):
+        loop.evaluations = evaluation
+        before = loop.decays
+        loop._schedule_lr(loss)
+        if loop.decays > before:
+            decayed_at.append(evaluation)
+    # Rises from validation 2 on; the first decay waits for validation 16, the next needs two
+    # rises over the loss at that decay (11.0): 10.5 resets the count, 10.6 and 10.7 rise.
+    assert decayed_at == [16, 20] and loop.best_val == 10.0
+
+
+def test_apply_update_clips_all_parameters_jointly(tmp_path):
+    # He et al.'s code clips one norm over every parameter, also in encoder-only steps.
+    loop = Loop(parse_config(tiny_config(tmp_path, train={"clip_grad": 1e-3})))
+    batch = next(loop.shuffled())
+    loop.compute_loss(batch)["loss"].backward()
+    grads = {name: p.grad.clone() for name, p in loop.model.named_parameters()}
+    total = torch.sqrt(sum(g.square().sum() for g in grads.values()))
+    enc_before = {name: p.detach().clone() for name, p in loop.model.encoder.named_parameters()}
+    loop2 = Loop(loop.cfg)  # the same weights, batch and noise, seeded alike
+    loop2.apply_update(loop2.compute_loss(next(loop2.shuffled()))["loss"], encoder=True, decoder=False)
+    scale = 1e-3 / (total.item() + 1e-6)
+    for name, param in loop2.model.encoder.named_parameters():
+        expected = enc_before[name] - loop.cfg.train.lr * scale * grads[f"encoder.{name}"]
+        torch.testing.assert_close(param.detach(), expected, rtol=1e-4, atol=1e-7)
 
 
 def test_encoder_lr_ratio(tmp_path):

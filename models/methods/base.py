@@ -53,8 +53,9 @@ class Method:
         """Training only: the mean of the posterior the decoder samples from, or None to keep μ."""
         return None
 
-    def on_epoch_end(self, loop: "Loop", metrics: dict[str, float]) -> None:
-        """Called with the epoch's train and validation metrics; may add its own entries."""
+    def after_validation(self, loop: "Loop", metrics: dict[str, float]) -> None:
+        """Called after each validation (once per epoch, or every `eval.every_steps` updates) with
+        the interval's train and the validation metrics; may add its own entries."""
 
     def state_dict(self) -> dict:
         return {}

@@ -100,14 +100,14 @@ class Pretrain(Method):
         start = time.perf_counter()
         try:
             for epoch in range(1, self.params.epochs + 1):
-                recon = loop.train_epoch()["train/recon"]
+                recon = loop.train_on(loop.shuffled())["train/recon"]
                 self.recon.append(recon)
                 print(f"pretrain epoch {epoch}/{self.params.epochs}: train recon {recon:.3f}", flush=True)
         finally:
             loop.methods, loop.kl_weight_override = methods, None
             loop.elapsed += time.perf_counter() - start  # pretraining is part of the trial's cost
 
-    def on_epoch_end(self, loop, metrics: dict[str, float]) -> None:
-        if loop.epoch == 1 and self.recon:
+    def after_validation(self, loop, metrics: dict[str, float]) -> None:
+        if loop.evaluations == 1 and self.recon:
             metrics["train/pretrain_recon"] = self.recon[-1]
             metrics["train/pretrain_cached"] = float(self.cached)

@@ -59,8 +59,6 @@ class Scale(Method):
         self.count = 0
         self.previous: torch.Tensor | None = None  # (D,) f̄ of the previous epoch
 
-    # Nothing else to checkpoint: what one epoch passes to the next, f̄, is the model's
-    # latent_scale buffer, saved with the model; the sums restart with every epoch.
     def on_epoch_start(self, loop) -> None:
         self.previous = loop.model.latent_scale.clone()
         self.factor_sum, self.count = None, 0
@@ -80,3 +78,10 @@ class Scale(Method):
             # A single sentence has no spread: it takes the epoch's average so far.
             return mu * (factor if factor is not None else scale.clone())
         return mu * self.previous
+
+    # A run can be checkpointed mid-epoch (eval.every_steps): the epoch's sums go with it.
+    def state_dict(self) -> dict:
+        return {"factor_sum": self.factor_sum, "count": self.count, "previous": self.previous}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.factor_sum, self.count, self.previous = state["factor_sum"], state["count"], state["previous"]
