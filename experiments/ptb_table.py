@@ -9,8 +9,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from experiments.common import (REPO, check_methods, compare_methods, comparison_report, header, method_args,
-                                scale_args, write_results)
+from experiments.report import REPO, comparison_report, header, write_results
+from experiments.runs import check_methods, compare_methods, length_args, method_args, scale_args
 
 # Aggressive training is by far the longest run: listed early, it starts while the other
 # worker trains the rest.
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=32, help="LSTM hidden size (Li et al.: 512)")
     parser.add_argument("--latent-dim", type=int, default=8, help="(Li et al.: 32)")
     method_args(parser, METHODS, seeds=1)
-    scale_args(parser, epochs=3, iw_samples=10, anneal_epochs=1.5, pretrain_epochs=1)
+    scale_args(parser, epochs=3, iw_samples=10)
+    length_args(parser, anneal_epochs=1.5, pretrain_epochs=1)
     args = parser.parse_args(argv)
     check_methods(parser, args)
     paths = split_test(args.data_dir, args.split_dir)
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         f"line order); test {paths['test']} (second half); vocabulary the {args.max_vocab} most "
         "frequent training words, the rest <unk>",
         f"Scale: LSTM {args.emb}-d embeddings and {args.hidden} hidden units (Li et al.: 128/512), "
-        f"latent {args.latent_dim} (papers: 32), decoder dropout {args.dropout}, SGD lr 1.0, batch 32, "
+        f"latent {args.latent_dim} (papers: 32), otherwise Li et al.'s PTB settings (profile `ptb`: decoder "
+        f"dropout 0.5, SGD lr 0.5, batch 32), "
         f"at most {args.epochs} epochs (papers: until the 5th lr decay), {args.seeds} seed(s), NLL from "
         f"{args.iw_samples} importance samples (papers: 500)",
         f"Shortened preset lengths: KL warm-up over {args.anneal_epochs:g} epochs (presets: 10), "
@@ -74,16 +76,16 @@ def main(argv: list[str] | None = None) -> None:
     ]
     # Fresh tokenisation and pretraining caches per invocation (see collapse_table.py).
     with tempfile.TemporaryDirectory(prefix="ptb-table-") as cache:
-        base = {"threads": 1, "device": "cpu",
-                "data": {**paths, "name": "ptb", "batch_size": 32, "max_vocab": args.max_vocab,
+        base = {"threads": 1, "device": "cpu", "profile": "ptb",
+                "data": {**paths, "name": "ptb", "max_vocab": args.max_vocab,
                          "cache_dir": cache},
                 "model": {"enc_emb_dim": args.emb, "enc_hidden": args.hidden, "dec_emb_dim": args.emb,
-                          "dec_hidden": args.hidden, "latent_dim": args.latent_dim,
-                          "dec_dropout_in": args.dropout, "dec_dropout_out": args.dropout},
+                          "dec_hidden": args.hidden, "latent_dim": args.latent_dim},
                 "train": {"max_epochs": args.epochs},
                 # Decoding B × k sentences at once over the whole vocabulary: keep a pass small.
                 "eval": {"iw_samples": args.iw_samples, "iw_batch": min(args.iw_samples, 10)}}
-        runs = compare_methods(args, base)
+        runs = compare_methods(args, base, anneal_epochs=args.anneal_epochs,
+                               pretrain_epochs=args.pretrain_epochs)
     body = comparison_report(runs, name="ptb_table", plot_title="PTB (CPU scale): NLL vs AU")
     path = write_results("ptb_table", "\n".join([
         header("Posterior collapse by method on Penn Treebank", settings), body, PAPERS]))

@@ -118,6 +118,21 @@ def test_batch_factor_gives_the_desired_std():
     assert torch.isfinite(scale_module.batch_factor(constant, 0.7)).all()
 
 
+def test_within_f_epo_no_gradient_changes_the_spread_of_the_scaled_means():
+    # Alg. 1 computes f from the minibatch inside the step: f·μ does not change with the
+    # scale of μ, so the gradient has no component along μ in any dimension.
+    mu = (torch.randn(16, 3) * torch.tensor([1e-4, 0.1, 2.0])).requires_grad_()
+    scaled = mu * scale_module.batch_factor(mu, 0.7)
+    (scaled * torch.randn(16, 3)).sum().backward()
+    assert (mu.grad * mu).sum(0).abs().max() < 1e-4 * mu.grad.abs().sum(0).max()
+
+
+def test_scale_reports_its_factor_after_each_validation(data_dir):
+    result = models.train(config(data_dir, methods={"scale": {}}))
+    factors = [h["train/scale_factor"] for h in result["history"]]
+    assert len(factors) == 2 and all(f > 1 for f in factors)  # f̄ from U(±0.01): μ starts tiny
+
+
 def test_scale_factors_per_batch_then_the_epoch_average(data_dir, monkeypatch):
     loop = make_loop(data_dir, {"scale": {"des_std": 0.7, "f_epo": 1}})
     sc = method(loop, "scale")
@@ -274,7 +289,8 @@ def test_resume_mid_method_equals_uninterrupted(data_dir, tmp_path, methods, eve
 FAST = {"aggressive": {"window": 2, "cap": 6}, "pretrain": {"epochs": 1}}
 """Defaults, shortened where a default would make the tiny run slow."""
 EXTRA_METRICS = {"aggressive": ("train/aggressive", "train/inner_steps"),
-                 "pretrain": ("train/pretrain_recon", "train/pretrain_cached")}
+                 "pretrain": ("train/pretrain_recon", "train/pretrain_cached"),
+                 "scale": ("train/scale_factor",)}
 
 
 def _combo(*names, **sections):
