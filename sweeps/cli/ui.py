@@ -6,7 +6,7 @@ import os
 import time
 
 from sweeps import tracking
-from sweeps.cli import UserError
+from sweeps.errors import UserError
 
 HELP = "browse the sweeps run from this directory in the MLflow UI (serves ./mlflow.db)"
 

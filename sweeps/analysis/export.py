@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from sweeps import trial_table
-from sweeps.cli import UserError
-from sweeps.pareto import front, metric_spec
-from sweeps.store import CONFIG_ARTIFACT, Store, add_tracking_option, open_store
+from sweeps.analysis import trial_table
+from sweeps.errors import UserError
+from sweeps.analysis.pareto import front, metric_spec
+from sweeps.tracking.store import CONFIG_ARTIFACT, Store, add_tracking_option, open_store
 
 HELP = "export the best trial's config (criterion: a metric, knee, or constraints like 'au>=16')"
 KNEE_AXES = (("test/nll", "min"), ("test/au", "max"))

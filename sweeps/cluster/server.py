@@ -16,7 +16,7 @@ import socket
 import sys
 
 from sweeps import tracking
-from sweeps.cli import UserError
+from sweeps.errors import UserError
 
 HELP = "run the MLflow tracking server for sweeps (127.0.0.1 unless --host; basic auth when exposed)"
 BASIC_AUTH = "basic-auth"

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from models.config import Config
-from sweeps import progress, tracking
-from sweeps.cli import UserError
-from sweeps.overrides import add_config_options, overrides_from_args
+from sweeps import tracking
+from sweeps.errors import UserError
+from sweeps.cli.options import add_config_options, overrides_from_args
 from sweeps.space import SearchSpace, SpaceError, load_space
 
 HELP = "run a sweep: Optuna proposes trials, Ray Tune schedules them, MLflow records them"
@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
     if gpus < 0:
         raise UserError(f"--gpus-per-trial: must be >= 0, got {gpus}")
     overrides.setdefault("threads", max(1, int(cpus)))  # torch threads = the trial's CPUs
-    from sweeps.tune_adapter import sample_config
+    from sweeps.engine import sample_config
     try:
         sample_config(space, overrides)  # a bad --set fails here, before any resource starts
     except SpaceError as err:
@@ -117,15 +117,15 @@ def execute(record: dict, space: SearchSpace, restore: bool) -> int:
     """Run or resume the sweep `record` describes; print and record its summary."""
     try:
         with _tracking(record) as server:
-            from sweeps import tune_adapter  # imports Ray while the server starts
-            with tune_adapter.local_ray():
+            from sweeps import engine  # imports Ray while the server starts
+            with engine.local_ray():
                 return _execute(record, space, restore, server.ready())
     except tracking.TrackingError as err:
         raise UserError(str(err)) from err
 
 
 def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
-    from sweeps import tune_adapter
+    from sweeps import engine
     results = Path(record["results"])
     if restore:
         tracking.reopen_run(uri, record["parent_run_id"])
@@ -135,11 +135,11 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
         results.mkdir(parents=True)
         shutil.copyfile(record["space_file"], results / SPACE_COPY)  # resume must not depend on later edits
         (results / RECORD_FILE).write_text(json.dumps(record, indent=2))
-    ctx = tune_adapter.TrialContext(space, record["overrides"], uri, record["experiment_id"],
+    ctx = engine.TrialContext(space, record["overrides"], uri, record["experiment_id"],
                                     record["parent_run_id"])
     rows, status = [], "FAILED"
     try:
-        rows = tune_adapter.fit(ctx, record["name"], str(results.parent), trials=record["trials"],
+        rows = engine.fit(ctx, record["name"], str(results.parent), trials=record["trials"],
                                 max_concurrent=record["max_concurrent"], cpus=record["cpus"],
                                 gpus=record["gpus"], epochs=record["epochs"], seed=record["seed"],
                                 restore=restore)
@@ -153,9 +153,9 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
         status = "KILLED"
         raise
     finally:
-        report = progress.summary(rows, space.objectives, record["name"], _where(record, uri, status))
+        report = engine.summary(rows, space.objectives, record["name"], _where(record, uri, status))
         tracking.finish_sweep_run(uri, record["parent_run_id"], status, {
-            "summary.txt": report, "trials.csv": progress.trials_csv(rows, space.objectives)})
+            "summary.txt": report, "trials.csv": engine.trials_csv(rows, space.objectives)})
         print(report)
     return 0 if status == "FINISHED" else 130
 

@@ -28,7 +28,7 @@ from ray.tune.search.optuna import OptunaSearch
 import models
 from models.loop import resolve_device
 from sweeps import tracking
-from sweeps.progress import Progress, TrialRow
+from sweeps.engine.progress import Progress, TrialRow
 from sweeps.space import METHOD, SearchSpace
 
 SCHEDULER_METRIC = "val/neg_elbo"
@@ -36,7 +36,7 @@ STATE_FILE = "train.pt"
 RUN_ID_FILE = "mlflow_run_id"
 MAX_FAILURES = 2
 """Retries of a trial whose process raised or was lost; divergence is not retried."""
-REPO_ROOT = str(Path(__file__).resolve().parents[1])
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial otherwise
 

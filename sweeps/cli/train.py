@@ -9,7 +9,7 @@ import yaml
 
 import models
 from models.config import ConfigError, merge, set_dotted
-from sweeps.overrides import add_config_options, overrides_from_args
+from sweeps.cli.options import add_config_options, overrides_from_args
 
 HELP = "train one configuration (a method preset, a config file and overrides)"
 

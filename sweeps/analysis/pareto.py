@@ -12,9 +12,9 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from sweeps.cli import UserError
-from sweeps.store import add_tracking_option, open_store
-from sweeps import trial_table
+from sweeps.errors import UserError
+from sweeps.tracking.store import add_tracking_option, open_store
+from sweeps.analysis import trial_table
 
 HELP = "Pareto front of two metrics (default: minimise test NLL, maximise test AU), listed and plotted"
 MAXIMISED = ("au", "mi")

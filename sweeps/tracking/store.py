@@ -14,8 +14,8 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from sweeps import tracking
-from sweeps.cli import UserError
+from sweeps.tracking import trial_run as tracking
+from sweeps.errors import UserError
 from sweeps.space import SearchSpace, SpaceError, load_space
 
 ANALYSIS_DIR = "analysis"

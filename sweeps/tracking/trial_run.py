@@ -316,7 +316,3 @@ def load_runs(uri: str, experiment_name: str) -> list:
     client = _client(uri)
     experiment = client.get_experiment_by_name(experiment_name)
     return client.search_runs([experiment.experiment_id]) if experiment else []
-
-
-if __name__ == "__main__":
-    sys.exit(_guard(int(sys.argv[1]), sys.argv[2:]))

@@ -20,10 +20,10 @@ import optuna
 import pyarrow as pa
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from sweeps import trial_table
-from sweeps.pareto import metric_spec
+from sweeps.analysis import trial_table
+from sweeps.analysis.pareto import metric_spec
 from sweeps.space import METHOD, SearchSpace
-from sweeps.store import add_tracking_option, open_store
+from sweeps.tracking.store import add_tracking_option, open_store
 
 HELP = "parameter importances (fANOVA, PED-ANOVA) per objective, slice plots, one-parameter curves"
 SEED = "seed"

@@ -10,7 +10,7 @@ import yaml
 
 from models.config import ConfigError, parse_config
 from models.presets import PRESETS, preset_config
-from sweeps.space import METHOD, METRICS, Branch, Objective, Param, Resources, SearchSpace, SpaceError
+from sweeps.space.model import METHOD, METRICS, Branch, Objective, Param, Resources, SearchSpace, SpaceError
 
 _TOP_KEYS = ("method", "methods", "fixed", "params", "objectives", "trials", "epochs", "resources",
              "max_concurrent", "sampler")

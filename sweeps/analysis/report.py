@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from sweeps import pareto, trial_table
-from sweeps.store import add_tracking_option, open_store
+from sweeps.analysis import pareto, trial_table
+from sweeps.tracking.store import add_tracking_option, open_store
 
 HELP = "markdown tables per dataset in the papers' layout, with published numbers beside ours"
 PUBLISHED = Path(__file__).with_name("published.yaml")

@@ -36,9 +36,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sweeps import tracking
-from sweeps.cli import UserError
+from sweeps.errors import UserError
 from sweeps.space import METHOD
-from sweeps.store import Store, Sweep, TrialRecord, add_tracking_option, open_store
+from sweeps.tracking.store import Store, Sweep, TrialRecord, add_tracking_option, open_store
 
 HELP = "one row per trial of one or more sweeps: method, parameters, metrics; written as Parquet"
 CONFIG = "config."

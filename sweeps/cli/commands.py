@@ -10,27 +10,25 @@ import argparse
 import importlib
 import sys
 
+from sweeps.errors import UserError
+
 COMMANDS = {
-    "train": "sweeps.train_cmd",
-    "run": "sweeps.run",
-    "resume": "sweeps.resume",
-    "ui": "sweeps.ui",
-    "trials": "sweeps.trial_table",
-    "pareto": "sweeps.pareto",
-    "export-best": "sweeps.export",
-    "confirm": "sweeps.confirm",
-    "sensitivity": "sweeps.sensitivity",
-    "report": "sweeps.report",
-    "server": "sweeps.server",
-    "submit": "sweeps.jobs",
-    "status": "sweeps.jobs",
-    "logs": "sweeps.jobs",
-    "stop": "sweeps.jobs",
+    "train": "sweeps.cli.train",
+    "run": "sweeps.cli.run",
+    "resume": "sweeps.cli.resume",
+    "ui": "sweeps.cli.ui",
+    "trials": "sweeps.analysis.trial_table",
+    "pareto": "sweeps.analysis.pareto",
+    "export-best": "sweeps.analysis.export",
+    "confirm": "sweeps.analysis.confirm",
+    "sensitivity": "sweeps.analysis.sensitivity",
+    "report": "sweeps.analysis.report",
+    "server": "sweeps.cluster.server",
+    "submit": "sweeps.cluster.jobs",
+    "status": "sweeps.cluster.jobs",
+    "logs": "sweeps.cluster.jobs",
+    "stop": "sweeps.cluster.jobs",
 }
-
-
-class UserError(Exception):
-    """A mistake in the user's input: reported as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -134,5 +134,5 @@ class SearchSpace:
 
 def load_space(path: str | Path) -> SearchSpace:
     """Read and fully validate a search-space file; raises SpaceError."""
-    from sweeps.space_loader import SpaceLoader  # the loader builds these classes
+    from sweeps.space.loader import SpaceLoader  # the loader builds these classes
     return SpaceLoader(str(path)).load()

@@ -22,12 +22,12 @@ import shlex
 import time
 from pathlib import Path
 
-from sweeps import run
-from sweeps.cli import UserError
-from sweeps.overrides import overrides_from_args
+from sweeps.cli import run
+from sweeps.errors import UserError
+from sweeps.cli.options import overrides_from_args
 
 HELP = "Ray Jobs on a cluster: submit a sweep, or show the status or logs of a job, or stop it"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 EXCLUDES = [".venv", ".cache", "mlartifacts", "mlflow.db", "sweep_results", "runs", "docs/results", ".git",
             "__pycache__", "*.egg-info", ".pytest_cache"]
 """Left out of the working directory sent with a job: environments, caches and results."""

@@ -17,11 +17,13 @@ import numpy as np
 import yaml
 
 from models.config import parse_config, set_dotted, to_dict
-from sweeps import run, tracking, trial_table
-from sweeps.cli import UserError
-from sweeps.overrides import add_config_options, overrides_from_args
-from sweeps.store import Store, add_tracking_option, open_store
-from sweeps.train_cmd import read_config_file
+from sweeps import tracking
+from sweeps.analysis import trial_table
+from sweeps.cli import run
+from sweeps.errors import UserError
+from sweeps.cli.options import add_config_options, overrides_from_args
+from sweeps.tracking.store import Store, add_tracking_option, open_store
+from sweeps.cli.train import read_config_file
 
 HELP = "rerun a config (e.g. from export-best) over seeds as a sweep; report mean (std) of test metrics"
 UNSWEPT = ("seed", "train.max_epochs")

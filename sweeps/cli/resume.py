@@ -10,8 +10,8 @@ import argparse
 import json
 
 from sweeps import tracking
-from sweeps.cli import UserError
-from sweeps.run import RECORD_FILE, RESULTS_DIR, SPACE_COPY, STORAGE_ENV, execute, load, results_dir
+from sweeps.errors import UserError
+from sweeps.cli.run import RECORD_FILE, RESULTS_DIR, SPACE_COPY, STORAGE_ENV, execute, load, results_dir
 
 HELP = "continue an interrupted sweep (run from the directory it was started in)"
 
@@ -27,7 +27,7 @@ def main(args: argparse.Namespace) -> int:
         record = json.loads((results / RECORD_FILE).read_text())
     except FileNotFoundError:
         raise UserError(f"no sweep {args.name!r} here: {results / RECORD_FILE} does not exist") from None
-    from sweeps.tune_adapter import can_resume
+    from sweeps.engine import can_resume
     if not can_resume(str(results)):
         raise UserError(f"sweep {args.name!r} was interrupted before its first trial was saved; "
                         "run it again under a new --name")

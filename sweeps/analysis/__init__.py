@@ -1,0 +1,1 @@
+"""Analysing finished sweeps."""

@@ -1,0 +1,1 @@
+"""The cluster: sweeps as Ray Jobs, and the tracking server they share."""
