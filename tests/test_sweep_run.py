@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from models.config import parse_config
 from sweeps import cli, engine, tracking
-from sweeps.engine import TrialRow, pareto_front
+from sweeps.engine.progress import TrialRow, pareto_front
 from sweeps.space import Objective, load_space
 
 REPO = Path(__file__).resolve().parents[1]

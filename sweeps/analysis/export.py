@@ -1,4 +1,4 @@
-"""`sweeps export-best NAME... --criterion C --out best.yaml`: the chosen trial's complete config.
+"""Exporting the best trials: their complete configs, chosen by a criterion (`sweeps export-best`).
 
 The file is the trial's resolved config (the `config.yaml` its run logged), so
 `python -m sweeps train --config best.yaml --out DIR` reruns it as is, seed included;
@@ -17,7 +17,6 @@ and writes best-1.yaml ... best-K.yaml beside the --out name.
 """
 from __future__ import annotations
 
-import argparse
 import operator
 import re
 import sys
@@ -27,30 +26,15 @@ import numpy as np
 import pyarrow as pa
 
 from sweeps.analysis import trial_table
-from sweeps.errors import UserError
 from sweeps.analysis.pareto import front, metric_spec
-from sweeps.tracking.store import CONFIG_ARTIFACT, Store, add_tracking_option, open_store
+from sweeps.errors import UserError
+from sweeps.space import TEST_METRICS
+from sweeps.tracking import CONFIG_ARTIFACT, Store
 
-HELP = "export the best trial's config (criterion: a metric, knee, or constraints like 'au>=16')"
 KNEE_AXES = (("test/nll", "min"), ("test/au", "max"))
 _OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt, ">": operator.gt}
 _CONSTRAINT = re.compile(r"^\s*([\w/.]+)\s*(<=|>=|==|<|>)\s*([-+\d.eE]+)\s*$")
 SHOWN = ("test/nll", "test/ppl", "test/kl", "test/mi", "test/au", "test/recon")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="+", metavar="NAME", help="sweep name(s); candidates are pooled")
-    parser.add_argument("--criterion", default="nll", help=(
-        "METRIC[:min|max]: the best value of a metric (test/ implied; au and mi maximised); "
-        "knee: the trial of the NLL-AU Pareto front closest to the utopia point (best NLL, most AU) "
-        "once both axes are scaled to [0, 1] over the completed trials; "
-        "constraints like 'au>=16,kl<10': among the trials meeting them, the lowest test NLL "
-        "(default: %(default)s)"))
-    parser.add_argument("--out", default="best.yaml", help="config file to write (default: %(default)s)")
-    parser.add_argument("--top", type=int, default=1, metavar="K", help=(
-        "export the K best in criterion order, as OUT-1.yaml ... OUT-K.yaml beside OUT "
-        "(best.yaml -> best-1.yaml, ...); knee ranks the front by distance, then the rest"))
-    add_tracking_option(parser)
 
 
 def rank(table: pa.Table, criterion: str) -> pa.Table:
@@ -94,21 +78,14 @@ def out_paths(out: str, k: int) -> list[Path]:
     return [path] if k == 1 else [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(1, k + 1)]
 
 
-def main(args: argparse.Namespace) -> int:
-    if args.top < 1:
-        raise UserError(f"--top: must be positive, got {args.top}")
-    with open_store(args.tracking_uri) as store:
-        ranked = rank(trial_table.load(store, args.names), args.criterion)
-        chosen = ranked.slice(0, args.top)
-        paths = out_paths(args.out, chosen.num_rows)
-        for i, (row, path) in enumerate(zip(chosen.to_pylist(), paths), 1):
-            path.write_text(provenance(store, row, args.criterion, i, ranked.num_rows)
-                            + _config_text(store, row))
-    shown = chosen.append_column("file", pa.array([str(p) for p in paths]))
-    print(trial_table.format_rows(shown, ["sweep", "trial_id", "method", *SHOWN, "file"],
-                                  title=f"criterion {args.criterion}: {ranked.num_rows} candidate trials"))
-    print(f"rerun: python -m sweeps train --config {paths[0]} --out DIR")
-    return 0
+def write_best(store: Store, ranked: pa.Table, criterion: str, out: str, top: int) -> pa.Table:
+    """Write the TOP first trials' configs with their provenance; return those trials with
+    a `file` column."""
+    chosen = ranked.slice(0, top)
+    paths = out_paths(out, chosen.num_rows)
+    for i, (row, path) in enumerate(zip(chosen.to_pylist(), paths), 1):
+        path.write_text(provenance(store, row, criterion, i, ranked.num_rows) + _config_text(store, row))
+    return chosen.append_column("file", pa.array([str(p) for p in paths]))
 
 
 def _config_text(store: Store, row: dict) -> str:
@@ -119,7 +96,7 @@ def _config_text(store: Store, row: dict) -> str:
 
 
 def provenance(store: Store, row: dict, criterion: str, rank_: int, candidates: int) -> str:
-    metrics = ", ".join(f"{m}={row[m]:.6g}" for m in trial_table.TEST if row.get(m) is not None)
+    metrics = ", ".join(f"{m}={row[m]:.6g}" for m in TEST_METRICS if row.get(m) is not None)
     lines = [f"Exported by: python -m sweeps {' '.join(sys.argv[1:]) or 'export-best'}",
              f"sweep: {row['sweep']}  trial: {row['trial_id']}  method: {row['method']}",
              f"mlflow run: {row['run_id']}  tracking: {store.uri}",

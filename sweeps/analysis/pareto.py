@@ -1,22 +1,20 @@
-"""`sweeps pareto NAME...`: the non-dominated trials for two metrics, listed and plotted.
+"""The Pareto front: the non-dominated trials for some metrics, listed and plotted.
 
-As He et al. Figure 4 plots NLL against active units for every model and seed: every
-completed trial in the background, coloured by method, the front drawn over them. Only
-completed trials have test metrics; pruned and failed ones are counted, not plotted.
+The plot follows He et al. Figure 4, which plots NLL against active units for every model
+and seed: every completed trial in the background, coloured by method, the front drawn
+over them. Only completed trials have test metrics; pruned and failed ones are counted,
+not plotted.
 """
 from __future__ import annotations
 
-import argparse
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from sweeps.errors import UserError
-from sweeps.tracking.store import add_tracking_option, open_store
 from sweeps.analysis import trial_table
+from sweeps.errors import UserError
 
-HELP = "Pareto front of two metrics (default: minimise test NLL, maximise test AU), listed and plotted"
 MAXIMISED = ("au", "mi")
 """Metrics better when larger; every other metric is minimised unless METRIC:max is given."""
 
@@ -47,28 +45,10 @@ def front(table: pa.Table, specs: Sequence[tuple[str, str]]) -> tuple[pa.Table, 
     return done, pareto_mask(values, [mode for _, mode in specs])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="+", metavar="NAME", help="sweep name(s), combined into one front")
-    parser.add_argument("--x", default="au", help="metric on x, optionally METRIC:min|max (default: %(default)s)")
-    parser.add_argument("--y", default="nll", help="metric on y (default: %(default)s)")
-    parser.add_argument("--out", default="pareto.png", help="plot file (default: %(default)s)")
-    add_tracking_option(parser)
-
-
-def main(args: argparse.Namespace) -> int:
-    x, y = metric_spec(args.x), metric_spec(args.y)
-    with open_store(args.tracking_uri) as store:
-        table = trial_table.load(store, args.names)
-        done, mask = front(table, [x, y])
-        plot(done, mask, x, y, args.out, skipped=table.num_rows - done.num_rows)
-        for name in args.names:
-            store.log_artifact(store.sweep(name), args.out)
-    on_front = done.filter(pa.array(mask)).sort_by([(y[0], "ascending" if y[1] == "min" else "descending")])
-    print(trial_table.format_rows(on_front, ["sweep", "trial_id", "method", x[0], y[0], "run_id"],
-                                  title=f"Pareto front ({x[0]} {x[1]}, {y[0]} {y[1]}): "
-                                        f"{on_front.num_rows} of {done.num_rows} completed trials"))
-    print(f"plot -> {args.out} (also logged on the parent run)")
-    return 0
+def listed(done: pa.Table, mask: np.ndarray, spec: tuple[str, str]) -> pa.Table:
+    """The trials on the front, best first in SPEC's metric."""
+    metric, mode = spec
+    return done.filter(pa.array(mask)).sort_by([(metric, "ascending" if mode == "min" else "descending")])
 
 
 def plot(done: pa.Table, mask: np.ndarray, x: tuple[str, str], y: tuple[str, str], path: str,

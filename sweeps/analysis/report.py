@@ -1,15 +1,14 @@
-"""`sweeps report NAME... --out report.md`: the papers' results tables, from our sweeps.
+"""The report: the papers' results tables, from our sweeps (`sweeps report`).
 
 One markdown table per dataset, one row per method as in He et al. Table 1 or Li et al.
 Table 1: a method's trials are grouped by configuration (every config value but the seed),
 its best configuration (lowest mean test NLL) is its row, with mean (std) over that
 configuration's seeds (a `confirm` sweep gives five). Under each row, the published
-numbers of the same method, dataset and setting (sweeps/published.yaml). Time is relative
+numbers of the same method, dataset and setting (published.yaml beside this file). Time is relative
 to the `vae` row (He et al. Table 3), else to the fastest row. The Pareto plot follows.
 """
 from __future__ import annotations
 
-import argparse
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -17,39 +16,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from sweeps.analysis import pareto, trial_table
-from sweeps.tracking.store import add_tracking_option, open_store
+from sweeps.analysis import trial_table
 
-HELP = "markdown tables per dataset in the papers' layout, with published numbers beside ours"
 PUBLISHED = Path(__file__).with_name("published.yaml")
 COLUMNS = ("nll", "ppl", "kl", "mi", "au", "recon")
 IGNORED = {f"{trial_table.CONFIG}{k}" for k in ("seed", "threads", "device", "data.cache_dir")}
 """Config values that do not make a different configuration."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="+", metavar="NAME", help="sweep name(s)")
-    parser.add_argument("--out", default="report.md", help="markdown file (default: %(default)s); "
-                                                           "the Pareto plot goes beside it")
-    add_tracking_option(parser)
-
-
-def main(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    plot_path = out.with_name(f"{out.stem}-pareto.png")
-    with open_store(args.tracking_uri) as store:
-        table = trial_table.load(store, args.names)
-        done, mask = pareto.front(table, [pareto.metric_spec("au"), pareto.metric_spec("nll")])
-        pareto.plot(done, mask, pareto.metric_spec("au"), pareto.metric_spec("nll"), str(plot_path),
-                    skipped=table.num_rows - done.num_rows)
-        text = render(done.to_pylist(), load_published(), args.names, plot_path.name)
-        out.write_text(text)
-        for name in args.names:
-            for path in (out, plot_path):
-                store.log_artifact(store.sweep(name), str(path))
-    print(text)
-    print(f"report -> {out}, plot -> {plot_path} (also logged on the parent run)")
-    return 0
 
 
 def load_published(path: Path = PUBLISHED) -> dict[str, list[dict]]:

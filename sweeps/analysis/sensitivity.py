@@ -1,4 +1,4 @@
-"""`sweeps sensitivity NAME`: which parameters matter, for each objective.
+"""Sensitivity: which parameters matter, for each objective (`sweeps sensitivity`).
 
 The completed trials are replayed into an in-memory Optuna study per objective (so it
 works for any sweep on any tracking server, not just where Tune's state lives), with the
@@ -11,7 +11,7 @@ Table 3 (des_std) tabulate.
 """
 from __future__ import annotations
 
-import argparse
+import tempfile
 import warnings
 from collections import defaultdict
 
@@ -21,22 +21,25 @@ import pyarrow as pa
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from sweeps.analysis import trial_table
-from sweeps.analysis.pareto import metric_spec
-from sweeps.space import METHOD, SearchSpace
-from sweeps.tracking.store import add_tracking_option, open_store
+from sweeps.space import METHOD, SearchSpace, SpaceError, load_space
+from sweeps.tracking import Store, Sweep
 
-HELP = "parameter importances (fANOVA, PED-ANOVA) per objective, slice plots, one-parameter curves"
 SEED = "seed"
 EVALUATORS = {"fanova": lambda: optuna.importance.FanovaImportanceEvaluator(seed=0),
               "ped-anova": lambda: optuna.importance.PedAnovaImportanceEvaluator()}
 
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per replayed study otherwise
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", help="sweep name")
-    parser.add_argument("--objective", action="append", metavar="METRIC[:min|max]",
-                        help="objective(s) to analyse (default: the sweep's objectives)")
-    parser.add_argument("--prefix", help="prefix of the plot files (default: NAME-)")
-    add_tracking_option(parser)
+
+def logged_space(store: Store, sweep: Sweep) -> SearchSpace | None:
+    """The space the sweep ran, from its parent run; None if absent or no longer valid
+    (e.g. a parameter `models` has since dropped): then `distributions` infers them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = store.space_file(sweep, tmp)
+        try:
+            return load_space(path) if path else None
+        except SpaceError:
+            return None
 
 
 def distributions(space: SearchSpace | None, done: pa.Table) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -98,33 +101,6 @@ def importances(study: optuna.Study) -> dict[str, dict[str, float]]:
         warnings.simplefilter("ignore")  # too few trials: Optuna warns and returns equal importances
         return {name: optuna.importance.get_param_importances(study, evaluator=make())
                 for name, make in EVALUATORS.items()}
-
-
-def main(args: argparse.Namespace) -> int:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with open_store(args.tracking_uri) as store:
-        sweep = store.sweep(args.name)
-        space = store.search_space(sweep)
-        specs = ([metric_spec(o) for o in args.objective] if args.objective else
-                 [(o.metric, o.mode) for o in space.objectives] if space else [("test/nll", "min"), ("test/au", "max")])
-        done = trial_table.completed(trial_table.load(store, [args.name]), [m for m, _ in specs])
-        dists = distributions(space, done)
-        if not dists:
-            print(f"{args.name}: no parameter varies between the {done.num_rows} completed trials")
-            return 0
-        scores = {metric: importances(study_for(done, dists, metric, mode)) for metric, mode in specs}
-        prefix = args.prefix if args.prefix is not None else f"{args.name}-"
-        files = [slices(done, dists, specs, f"{prefix}slices.png")]
-        searched = [k for k in dists if k != SEED]
-        if len(searched) == 1:
-            text, path = curve(done, searched[0], specs, f"{prefix}curve.png")
-            print(text)
-            files.append(path)
-        for path in files:
-            store.log_artifact(sweep, path)
-    print(table_text(scores, list(dists), done.num_rows))
-    print("plots -> " + ", ".join(files) + " (also logged on the parent run)")
-    return 0
 
 
 def table_text(scores: dict, params: list[str], n: int) -> str:

@@ -1,4 +1,4 @@
-"""`sweeps trials NAME...`: one row per trial, as a pyarrow table (Parquet on disk).
+"""The trial table: one row per trial of one or more sweeps (`sweeps trials` writes it as Parquet).
 
 Schema (stable; columns in this order, then the config columns sorted by name):
 
@@ -26,7 +26,6 @@ pyarrow reads back unchanged in pandas, polars and DuckDB.
 """
 from __future__ import annotations
 
-import argparse
 import os
 from collections import Counter
 from typing import Sequence
@@ -35,38 +34,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sweeps import tracking
 from sweeps.errors import UserError
-from sweeps.space import METHOD
-from sweeps.tracking.store import Store, Sweep, TrialRecord, add_tracking_option, open_store
+from sweeps.space import METHOD, TEST_METRICS, VAL_METRICS
+from sweeps.tracking import OUTCOME_STATUS, Store, Sweep, TrialRecord
 
-HELP = "one row per trial of one or more sweeps: method, parameters, metrics; written as Parquet"
 CONFIG = "config."
-TEST = tuple(f"test/{m}" for m in ("nll", "ppl", "neg_elbo", "recon", "kl", "mi", "au"))
-VAL = tuple(f"val/{m}" for m in ("neg_elbo", "recon", "kl", "mi", "au"))
 BEST_VAL = "val/neg_elbo_best"
 SCHEMA = pa.schema([("sweep", pa.string()), ("trial_id", pa.string()), ("run_id", pa.string()),
                     ("status", pa.string()), ("method", pa.string()), ("dataset", pa.string()),
                     ("epochs", pa.int64()), ("wall_time", pa.float64()), (BEST_VAL, pa.float64())]
-                   + [(m, pa.float64()) for m in TEST + VAL])
+                   + [(m, pa.float64()) for m in TEST_METRICS + VAL_METRICS])
 """The fixed leading columns; config.* columns follow."""
-_OUTCOME = {status: outcome for outcome, status in tracking.OUTCOME_STATUS.items()}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="+", metavar="NAME", help="sweep name(s)")
-    parser.add_argument("--out", default="trials.parquet", help="Parquet file to write (default: %(default)s)")
-    add_tracking_option(parser)
-
-
-def main(args: argparse.Namespace) -> int:
-    with open_store(args.tracking_uri) as store:
-        table = load(store, args.names)
-    pq.write_table(table, args.out)
-    print(format_rows(table, ["sweep", "trial_id", "status", "method", "epochs", "test/nll", "test/au",
-                              BEST_VAL, "wall_time"]))
-    print(f"{table.num_rows} trials, {table.num_columns} columns -> {args.out}")
-    return 0
+_OUTCOME = {status: outcome for outcome, status in OUTCOME_STATUS.items()}
 
 
 def load(store: Store, names: Sequence[str]) -> pa.Table:
@@ -79,6 +58,11 @@ def load(store: Store, names: Sequence[str]) -> pa.Table:
     columns = {f.name: pa.array([r.get(f.name) for r in rows], f.type) for f in SCHEMA}
     columns.update({k: _typed([r.get(k) for r in rows]) for k in keys})
     return pa.table(columns)
+
+
+def save(table: pa.Table, path: str) -> None:
+    """The table as Parquet, readable unchanged by pandas, polars and DuckDB."""
+    pq.write_table(table, path)
 
 
 def completed(table: pa.Table, metrics: Sequence[str] = ()) -> pa.Table:
@@ -110,7 +94,7 @@ def _row(store: Store, sweep: Sweep, trial: TrialRecord) -> dict:
             "method": trial.params.get(METHOD, "unknown"), "dataset": _dataset(config),
             "epochs": max((step for step, _ in val_history), default=0), "wall_time": wall,
             BEST_VAL: min((value for _, value in val_history), default=None),
-            **{m: trial.metrics.get(m) for m in TEST + VAL},
+            **{m: trial.metrics.get(m) for m in TEST_METRICS + VAL_METRICS},
             **{CONFIG + k: v for k, v in config.items()}}
 
 

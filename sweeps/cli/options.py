@@ -1,4 +1,5 @@
-"""Config options shared by `train`, `run` and `confirm`: --set, --dataset, --epochs, --seed."""
+"""Options several commands share: the config options (--set, --dataset, --epochs, --seed; train,
+run, confirm), --config files (train, confirm) and --tracking-uri (the analysis commands)."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,11 @@ import argparse
 import yaml
 
 from models.config import ConfigError
+
+
+def add_tracking_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", help="MLflow tracking server (default: $MLFLOW_TRACKING_URI, "
+                                               "else a local server over ./mlflow.db)")
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -40,3 +46,16 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
         key, value = parse_assignment(text)
         out[key] = value
     return out
+
+
+def read_config_file(path: str) -> dict:
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config sections")
+    return data

@@ -10,8 +10,8 @@ import argparse
 import json
 
 from sweeps import tracking
+from sweeps.cli.sweep import RECORD_FILE, RESULTS_DIR, SPACE_COPY, STORAGE_ENV, execute, load, results_dir
 from sweeps.errors import UserError
-from sweeps.cli.run import RECORD_FILE, RESULTS_DIR, SPACE_COPY, STORAGE_ENV, execute, load, results_dir
 
 HELP = "continue an interrupted sweep (run from the directory it was started in)"
 

@@ -8,8 +8,8 @@ import sys
 import yaml
 
 import models
-from models.config import ConfigError, merge, set_dotted
-from sweeps.cli.options import add_config_options, overrides_from_args
+from models.config import merge, set_dotted
+from sweeps.cli.options import add_config_options, overrides_from_args, read_config_file
 
 HELP = "train one configuration (a method preset, a config file and overrides)"
 
@@ -23,19 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", help="test split file")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--out", required=True, help="output directory for metrics.json and checkpoint.pt")
-
-
-def read_config_file(path: str) -> dict:
-    try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config sections")
-    return data
 
 
 def resolve_config(args: argparse.Namespace) -> dict:

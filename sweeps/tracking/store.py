@@ -1,29 +1,25 @@
-"""MLflow for analysis: every read of a finished (or running) sweep, and the analysis artifacts.
+"""The read side: every read of a finished (or running) sweep, and the analysis artifacts.
 
-The analysis commands (trials, pareto, export-best, sensitivity, report) go through this
-module only, so they work against any tracking server and the next MLflow API move touches
-here and tracking.py. A sweep is the experiment named after it; its parent run is the run
-without `mlflow.parentRunId`, its trials are the child runs (layout: sweeps/tracking.py).
+The analysis commands (trials, pareto, export-best, sensitivity, report) read through this
+module only, so they work against any tracking server. A sweep is the experiment named
+after it; its parent run is the run without `mlflow.parentRunId`, its trials are the child
+runs (sweep_run.py).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import tempfile
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from sweeps.tracking import trial_run as tracking
 from sweeps.errors import UserError
-from sweeps.space import SearchSpace, SpaceError, load_space
+from sweeps.tracking.client import connect
+from sweeps.tracking.server import DB_FILE, TrackingError, local_server
+from sweeps.tracking.sweep_run import PARENT_TAG, SPACE_DIR, TRIAL_TAG
 
 ANALYSIS_DIR = "analysis"
 """Artifact folder on the parent run for everything the analysis commands write."""
-SPACE_DIR = "search_space"
-"""Where `run` logs the search-space file on the parent run."""
-CONFIG_ARTIFACT = "config.yaml"
-"""The resolved trial config `run` logs on each child run (re-runnable by `train --config`)."""
 _PAGE = 1000
 
 
@@ -50,11 +46,6 @@ class TrialRecord:
     end_ms: int | None
 
 
-def add_tracking_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tracking-uri", help="MLflow tracking server (default: $MLFLOW_TRACKING_URI, "
-                                               "else a local server over ./mlflow.db)")
-
-
 @contextlib.contextmanager
 def open_store(uri: str | None) -> Iterator["Store"]:
     """The store at URI (or $MLFLOW_TRACKING_URI), else a local server over ./mlflow.db,
@@ -63,28 +54,26 @@ def open_store(uri: str | None) -> Iterator["Store"]:
     if uri:
         yield Store(uri)
         return
-    if not os.path.exists(tracking.DB_FILE):
-        raise UserError(f"no ./{tracking.DB_FILE} here: run from the directory the sweep ran in, "
+    if not os.path.exists(DB_FILE):
+        raise UserError(f"no ./{DB_FILE} here: run from the directory the sweep ran in, "
                         "or give --tracking-uri")
     try:
-        with tracking.local_server(".") as server:
+        with local_server(".") as server:
             yield Store(server.ready())
-    except tracking.TrackingError as err:
+    except TrackingError as err:
         raise UserError(str(err)) from err
 
 
 class Store:
     def __init__(self, uri: str):
-        from mlflow import MlflowClient
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep tables readable
+        self.uri = uri
+        self.client = connect(uri)
         from mlflow.tracking._tracking_service import utils
         # MLflow caches artifact repositories by run id for the whole process, with the server
         # address resolved when first used: a run already seen through another server of this
         # process (confirm's sweep ran on its own local server) would be sent to the dead one.
         utils._artifact_repos_cache.clear()
-        self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
 
     def sweep_names(self) -> list[str]:
         """Experiments holding a parent run, i.e. sweeps."""
@@ -95,7 +84,7 @@ class Store:
         runs = self.client.search_runs([experiment.experiment_id], max_results=_PAGE,
                                        filter_string=f"attributes.run_name = '{experiment.name}'",
                                        order_by=["attributes.start_time DESC"])
-        return next((r for r in runs if tracking.PARENT_TAG not in r.data.tags), None)
+        return next((r for r in runs if PARENT_TAG not in r.data.tags), None)
 
     def sweep(self, name: str) -> Sweep:
         experiment = self.client.get_experiment_by_name(name)
@@ -110,9 +99,9 @@ class Store:
         out, token = [], None
         while True:
             page = self.client.search_runs(
-                [sweep.experiment_id], filter_string=f"tags.`{tracking.PARENT_TAG}` = '{sweep.run_id}'",
+                [sweep.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{sweep.run_id}'",
                 max_results=_PAGE, page_token=token)
-            out += [TrialRecord(r.info.run_id, r.data.tags.get(tracking.TRIAL_TAG, r.info.run_name),
+            out += [TrialRecord(r.info.run_id, r.data.tags.get(TRIAL_TAG, r.info.run_name),
                                 r.info.status, dict(r.data.params), dict(r.data.metrics),
                                 r.info.start_time, r.info.end_time) for r in page]
             token = page.token
@@ -133,18 +122,11 @@ class Store:
             with open(local) as fh:
                 return fh.read()
 
-    def search_space(self, sweep: Sweep) -> SearchSpace | None:
-        """The space the sweep ran, from its parent run; None if absent or no longer valid
-        (e.g. a parameter `models` has since dropped): callers infer what they need."""
+    def space_file(self, sweep: Sweep, directory: str) -> str | None:
+        """The search-space file the sweep ran, downloaded from its parent run into
+        DIRECTORY; None if the run has none."""
         files = [f.path for f in self.client.list_artifacts(sweep.run_id, SPACE_DIR) if not f.is_dir]
-        if not files:
-            return None
-        with tempfile.TemporaryDirectory() as tmp:
-            local = self.client.download_artifacts(sweep.run_id, files[0], tmp)
-            try:
-                return load_space(local)
-            except SpaceError:
-                return None
+        return self.client.download_artifacts(sweep.run_id, files[0], directory) if files else None
 
     def log_artifact(self, sweep: Sweep, local_path: str) -> str:
         """Attach a file the analysis wrote to the sweep's parent run; return its artifact path."""
