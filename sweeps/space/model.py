@@ -1,16 +1,16 @@
-"""Search spaces: YAML files keyed by dotted config paths, validated on load.
+"""The model of a search space: what a YAML file in search_spaces/ means, as typed data.
 
 A space names a method preset (or, in a joint space, a `methods:` section whose
 entries are sampled as the categorical parameter `method`, each with its own
 conditional sub-space), fixed values, searched parameters and the sweep's
-defaults. `load_space` checks everything, including that `models` accepts every
-parameter at its bounds and choices, before any Ray or MLflow resource exists.
-The format is documented in search_spaces/README.md.
+defaults. `define_by_run` samples a trial's values through whatever trial object it is
+given (Optuna's, in the engine), `trial_config` turns them into the full `models` config.
+Files become these objects through loader.load_space; the format is documented in
+search_spaces/README.md.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from models.config import merge, parse_config, set_dotted, to_dict
@@ -106,7 +106,7 @@ class SearchSpace:
         sampled: dict[str, Any] = {}
         if self.methods:
             sampled[METHOD] = trial.suggest_categorical(METHOD, list(self.methods))
-        for param in self._params_for(sampled.get(METHOD)):
+        for param in self.params_for(sampled.get(METHOD)):
             if param.active(sampled):
                 sampled[param.key] = param.suggest(trial)
         return sampled
@@ -130,11 +130,7 @@ class SearchSpace:
                 config = merge(config, nested)  # a mapping value (`methods.pretrain: {}`) merges, not replaces
         return to_dict(parse_config(config))
 
-    def _params_for(self, label: str | None) -> tuple[Param, ...]:
+    def params_for(self, label: str | None) -> tuple[Param, ...]:
+        """The parameters of a trial of method LABEL (None: a single-method space)."""
         return self.params + (self.methods[label].params if label else ())
 
-
-def load_space(path: str | Path) -> SearchSpace:
-    """Read and fully validate a search-space file; raises SpaceError."""
-    from sweeps.space.loader import SpaceLoader  # the loader builds these classes
-    return SpaceLoader(str(path)).load()
