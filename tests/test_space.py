@@ -318,6 +318,7 @@ RULE_CASES = [
     (parameters.params, ({"kl.weight": FLOAT}, "methods.fb.params", {"kl.weight": ()}, {}),
      "methods.fb.params.kl.weight", "already searched"),
     (parameters.parameter, ("x", {"type": "double"}, "params.x", {}), "params.x", "type must be one of"),
+    (parameters.parameter, ("x", {"type": {"a": 1}}, "params.x", {}), "params.x", "type must be one of"),
     (parameters.parameter, ("x", {**FLOAT, "choices": [1]}, "params.x", {}), "params.x",
      "unknown field 'choices' for a float parameter"),
     (parameters.choices, ([[1]], "params.x"), "params.x", "[1] is not a string, number, boolean or null"),

@@ -36,7 +36,7 @@ def params(value: Any, where: str, declared: dict[str, tuple], fixed_values: dic
 def parameter(key: str, spec: Any, where: str, declared: dict[str, tuple]) -> Param:
     spec = mapping(spec, where)
     kind = spec.get("type")
-    if kind not in FIELDS:
+    if not isinstance(kind, str) or kind not in FIELDS:  # a list or mapping is not hashable
         raise Invalid(where, f"type must be one of {', '.join(FIELDS)}, got {kind!r}")
     allowed = ("type", "when") + FIELDS[kind]
     unknown = [f for f in spec if f not in allowed]
