@@ -1,9 +1,10 @@
 """The Pareto front: the non-dominated trials for some metrics, listed and plotted.
 
-The plot follows He et al. Figure 4, which plots NLL against active units for every model
-and seed: every completed trial in the background, coloured by method, the front drawn
-over them. Only completed trials have test metrics; pruned and failed ones are counted,
-not plotted.
+`pareto_mask` is the project's one front: `sweeps pareto`, the knee of `export-best`, the
+report and the summary a sweep prints when it ends (engine.progress) all use it. The plot
+follows He et al. Figure 4, which plots NLL against active units for every model and seed:
+every completed trial in the background, coloured by method, the front drawn over them.
+Only completed trials have test metrics; pruned and failed ones are counted, not plotted.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What a sweep shows its user: a live table of trials with an ETA, and the final summary.
 
-Pure functions of `TrialRow`s, so they know nothing of Ray: the adapter turns Tune's
-trials into rows (tune_adapter.trial_rows) and calls `Progress.update` as they change.
+Pure functions of `TrialRow`s, so they know nothing of Ray: the tuner turns Tune's
+trials into rows (tuner.trial_rows) and calls `Progress.update` as they change.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Sequence, TextIO
+
+from sweeps.analysis import pareto
 
 OUTCOMES = ("running", "pending", "completed", "pruned", "failed")
 FINISHED = ("completed", "pruned", "failed")
@@ -38,28 +40,27 @@ def _params(row: TrialRow) -> str:
     return " ".join(f"{k}={_fmt(v)}" for k, v in row.params.items())
 
 
-def _better(a: float, b: float, mode: str) -> bool:
-    return a < b if mode == "min" else a > b
+def _loss(row: TrialRow, metric: str, mode: str) -> float:
+    """The metric signed so that lower is better."""
+    return row.metrics[metric] * (1 if mode == "min" else -1)
 
 
 def best(rows: Sequence[TrialRow], metric: str, mode: str) -> TrialRow | None:
     """The completed trial with the best value of `metric`."""
     scored = [r for r in rows if r.outcome == "completed" and metric in r.metrics]
-    return min(scored, key=lambda r: r.metrics[metric] * (1 if mode == "min" else -1), default=None)
+    return min(scored, key=lambda r: _loss(r, metric, mode), default=None)
 
 
 def pareto_front(rows: Sequence[TrialRow], objectives: Sequence) -> list[TrialRow]:
     """Completed trials no other completed trial dominates (at least as good in every
-    objective, better in one). Pruned trials have no test metrics and take no part."""
+    objective, better in one), best first in the first objective: the front `sweeps pareto`
+    computes (analysis.pareto). Pruned trials have no test metrics and take no part."""
     done = [r for r in rows if r.outcome == "completed" and all(o.metric in r.metrics for o in objectives)]
-
-    def dominates(a: TrialRow, b: TrialRow) -> bool:
-        va, vb = [a.metrics[o.metric] for o in objectives], [b.metrics[o.metric] for o in objectives]
-        return (all(x == y or _better(x, y, o.mode) for x, y, o in zip(va, vb, objectives))
-                and any(_better(x, y, o.mode) for x, y, o in zip(va, vb, objectives)))
-
-    front = [r for r in done if not any(dominates(o, r) for o in done)]
-    return sorted(front, key=lambda r: r.metrics[objectives[0].metric] * (1 if objectives[0].mode == "min" else -1))
+    if not done:
+        return []
+    mask = pareto.pareto_mask([[r.metrics[o.metric] for o in objectives] for r in done], [o.mode for o in objectives])
+    first = objectives[0]
+    return sorted((r for r, on_front in zip(done, mask) if on_front), key=lambda r: _loss(r, first.metric, first.mode))
 
 
 class Progress:
@@ -106,7 +107,7 @@ class Progress:
         """The status line, the running trials, and the best completed ones so far."""
         first = self.objectives[0]
         ranked = sorted((r for r in rows if r.outcome == "completed" and first.metric in r.metrics),
-                        key=lambda r: r.metrics[first.metric] * (1 if first.mode == "min" else -1))
+                        key=lambda r: _loss(r, first.metric, first.mode))
         lines = [self.status_line(rows)]
         for row in [r for r in rows if r.outcome == "running"] + ranked[:self.top]:
             shown = (f"val/neg_elbo {_fmt(row.metrics.get('val/neg_elbo'))}" if row.outcome == "running" else
