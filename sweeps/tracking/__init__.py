@@ -9,7 +9,7 @@ matplotlib besides; of sweeps only `errors`.
 """
 from sweeps.tracking.server import (ARTIFACTS_DIR, DB_FILE, Server, TrackingError, check_uri, free_port,
                                     local_server, server_command, server_environment)
-from sweeps.tracking.store import ANALYSIS_DIR, Store, Sweep, TrialRecord, open_store
+from sweeps.tracking.store import Store, Sweep, TrialRecord, open_store
 from sweeps.tracking.sweep_run import (PARENT_TAG, TRIAL_TAG, delete_lost_runs, finish_sweep_run, load_runs,
                                        reopen_run, start_sweep_run)
 from sweeps.tracking.trial_run import (CONFIG_ARTIFACT, DIVERGED, OUTCOME_STATUS, TrialRun, close_trial_run,
@@ -24,5 +24,5 @@ __all__ = [
     "start_sweep_run", "CONFIG_ARTIFACT", "DIVERGED", "OUTCOME_STATUS", "TrialRun", "close_trial_run",
     "flatten",
     # the read side
-    "ANALYSIS_DIR", "Store", "Sweep", "TrialRecord", "open_store",
+    "Store", "Sweep", "TrialRecord", "open_store",
 ]
