@@ -14,6 +14,6 @@ def mlflow_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def local_ray():
     """A local Ray shared by the tests; sweeps run in the test process reuse it."""
-    from sweeps import tune_adapter
-    with tune_adapter.local_ray():
+    from sweeps import engine
+    with engine.local_ray():
         yield

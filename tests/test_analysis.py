@@ -15,9 +15,10 @@ import yaml
 from mlflow import MlflowClient
 
 from models.config import parse_config, to_dict
-from sweeps import cli, confirm, export, pareto, tracking, trial_table
+from sweeps import cli, tracking
+from sweeps.analysis import confirm, export, pareto, trial_table
 from sweeps.space import load_space
-from sweeps.store import Store
+from sweeps.tracking import Store
 from tests.helpers import tiny_config
 
 # (trial, lam, lr, seed, outcome, test/nll, test/au): front for (nll min, au max) = t0, t2, t3;

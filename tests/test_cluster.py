@@ -24,7 +24,8 @@ import yaml
 from mlflow import MlflowClient
 from ray.autoscaler._private.util import prepare_config, validate_config  # what `ray up` runs
 
-from sweeps import cli, server, tracking
+from sweeps import cli, tracking
+from sweeps.cluster import server
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))

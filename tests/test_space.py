@@ -1,15 +1,18 @@
 """Search spaces: validation on load, define-by-run sampling with real Optuna, trial configs."""
 from __future__ import annotations
 
+import inspect
 import math
 import textwrap
 from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 
 from models.config import ConfigError, parse_config
-from sweeps.space import METHOD, Objective, Resources, SpaceError, load_space
+from sweeps.space import METHOD, Objective, Param, Resources, SpaceError, load_space
+from sweeps.space import loader, parameters, probe, rules
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -279,3 +282,87 @@ def test_grid_sampler_needs_unconditional_categoricals(tmp_path):
     path.write_text("method: fb\nsampler: random\n")
     with pytest.raises(SpaceError, match="sampler: expected tpe or grid"):
         load_space(path)
+
+
+def built(text: str):
+    """A space with every rule applied but the final probes: what the probes take."""
+    return loader.build(yaml.safe_load(textwrap.dedent(text)), "space.yaml")
+
+
+FLOAT = {"type": "float", "low": 0.1, "high": 1.0}
+# (rule, its arguments, key its verdict must name, problem it must state): each rule on its own.
+RULE_CASES = [
+    (rules.mapping, ([1], "fixed"), "fixed", "expected a mapping, got [1]"),
+    (rules.number, ("1e-3", "params.x.low"), "params.x.low", "write 1.0e-3"),
+    (rules.number, (float("inf"), "resources.cpus"), "resources.cpus", "expected a finite number"),
+    (rules.integer, (True, "trials"), "trials", "expected an integer"),
+    (rules.integer, (0, "trials", 1), "trials", "must be at least 1"),
+    (rules.preset, ("fancy", "method"), "method", "unknown method preset 'fancy'"),
+    (rules.config_key, ("model..pooling", "fixed"), "fixed", "'model..pooling' is not a dotted config key"),
+    (rules.config_key, ("method", "params"), "params.method", "chosen by `method:`"),
+    (rules.config_key, ("train.max_epochs", "fixed"), "fixed.train.max_epochs", "top-level `epochs`"),
+    (rules.top_level, ({"trails": 3},), "trails", "unknown key"),
+    (rules.top_level, ({"method": "vae", "methods": {"vae": {}}},), "methods", "not both"),
+    (rules.method_entries, ({"methods": {}},), "methods", "at least one"),
+    (rules.method_entries, ({"methods": ["fb"]},), "methods", "expected a mapping"),
+    (rules.fixed, ({"model.latent_dim": 3, 7: 1}, "fixed"), "fixed", "7 is not a dotted config key"),
+    (rules.objectives, ([],), "objectives", "non-empty list"),
+    (rules.objectives, ([{"metric": "test/nll"}],), "objectives[0]", "exactly the keys metric and mode"),
+    (rules.objectives, ([{"metric": "test/bleu", "mode": "max"}],), "objectives[0]", "unknown metric 'test/bleu'"),
+    (rules.resources, ({"gpus": -1},), "resources", "gpus >= 0"),
+    (rules.resources, ({"cpus": "two"},), "resources.cpus", "expected a finite number"),
+    (rules.sampler, ("random", (), {}), "sampler", "expected tpe or grid"),
+    (rules.sampler, ("grid", (), {"fb": {}}), "sampler", "a single method"),
+    (parameters.params, ({"kl.weight": FLOAT}, "params", {}, {"kl.weight": 0.5}), "params.kl.weight",
+     "also set under fixed"),
+    (parameters.params, ({"kl.weight": FLOAT}, "methods.fb.params", {"kl.weight": ()}, {}),
+     "methods.fb.params.kl.weight", "already searched"),
+    (parameters.parameter, ("x", {"type": "double"}, "params.x", {}), "params.x", "type must be one of"),
+    (parameters.parameter, ("x", {"type": {"a": 1}}, "params.x", {}), "params.x", "type must be one of"),
+    (parameters.parameter, ("x", {**FLOAT, "choices": [1]}, "params.x", {}), "params.x",
+     "unknown field 'choices' for a float parameter"),
+    (parameters.choices, ([[1]], "params.x"), "params.x", "[1] is not a string, number, boolean or null"),
+    (parameters.choices, ([1, 1], "params.x"), "params.x", "duplicate"),
+    (parameters.bounds, ("float", {"low": 0.1}, "params.x"), "params.x", "needs `high`"),
+    (parameters.bounds, ("float", {**FLOAT, "log": "yes"}, "params.x"), "params.x", "log must be true or false"),
+    (parameters.bounds, ("int", {"low": 1, "high": 4, "step": 1.5}, "params.x"), "params.x.step",
+     "expected an integer"),
+    (parameters.bounds, ("float", {**FLOAT, "step": 0.4}, "params.x"), "params.x", "not a multiple of step"),
+    (parameters.conditions, ({"y": "a"}, "params.x", {}), "params.x.when", "'y' is not a parameter declared above"),
+    (parameters.conditions, ({"y": []}, "params.x", {"y": ("a",)}), "params.x.when", "empty list"),
+    (parameters.conditions, ({"y": "b"}, "params.x", {"y": ("a",)}), "params.x.when", "'b' is not among the choices"),
+    (parameters.branch, (3, {}, {}, (), (3,)), "methods", "method names must be strings, got 3"),
+    (parameters.branch, ("fb", {"fixd": {}}, {}, (), ("fb",)), "methods.fb.fixd", "unknown key"),
+    (parameters.branch, ("fb", {"fixed": {"train.lr": 0.5}}, {}, (Param("train.lr", "float", 0.1, 1.0),), ("fb",)),
+     "methods.fb.fixed.train.lr", "also searched in the top-level params"),
+    (parameters.branch, ("mine", {}, {}, (), ("mine",)), "methods.mine.preset", "unknown method preset 'mine'"),
+    (probe.same_optuna_names, (built("""\
+        methods:
+          a: {preset: fb, params: {train.lr: {type: float, low: 0.1, high: 1.0}}}
+          b: {preset: vae, params: {train.lr: {type: float, low: 0.1, high: 1.0, log: true}}}
+        """),), "methods.b.params.train.lr", "declared differently in methods.a"),
+    (probe.accepted_by_models, (built("params:\n  model.pooling: {type: categorical, choices: [max, median]}\n"),),
+     "params.model.pooling", "value 'median' rejected by models"),
+    (probe.accepted_by_models, (built("fixed: {kl.anneal: sometimes}\n"),), "fixed",
+     "rejected by models with every parameter at its first value"),
+    (probe.accepted_by_models, (built("""\
+        params:
+          kl.anneal: {type: categorical, choices: [linear, cyclical]}
+          model.pooling: {type: categorical, choices: [max, mean], when: {kl.anneal: linear}}
+          kl.cycles: {type: int, low: 1, high: 4, when: {kl.anneal: cyclical, model.pooling: max}}
+        """),), "params.kl.cycles", "can never all hold"),
+]
+
+
+@pytest.mark.parametrize("rule, args, key, problem", RULE_CASES,
+                         ids=[f"{i}-{case[0].__name__}" for i, case in enumerate(RULE_CASES)])
+def test_each_rule_names_the_key_and_the_problem(rule, args, key, problem):
+    with pytest.raises(rules.Invalid) as info:
+        rule(*args)
+    assert info.value.key == key and problem in info.value.problem, str(info.value)
+
+
+def test_every_rule_has_its_cases():
+    defined = {f for module in (rules, parameters, probe) for name, f in vars(module).items()
+               if inspect.isfunction(f) and f.__module__ == module.__name__ and not name.startswith("_")}
+    assert defined == {case[0] for case in RULE_CASES}

@@ -13,8 +13,8 @@ import yaml
 from mlflow import MlflowClient
 
 from models.config import parse_config
-from sweeps import cli, tracking, tune_adapter
-from sweeps.progress import TrialRow, pareto_front
+from sweeps import cli, engine, tracking
+from sweeps.engine.progress import TrialRow, pareto_front
 from sweeps.space import Objective, load_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,11 +90,11 @@ def test_trials_stopped_by_asha_reach_optuna_as_pruned(tmp_path, mlflow_server, 
                                    {"train.lr": {"type": "float", "low": 0.001, "high": 1.0, "log": True}},
                                    epochs=4))
     experiment_id, parent = tracking.start_sweep_run(mlflow_server, "asha", {}, {}, space.path)
-    ctx = tune_adapter.TrialContext(space, {"threads": 1}, mlflow_server, experiment_id, parent)
+    ctx = engine.TrialContext(space, {"threads": 1}, mlflow_server, experiment_id, parent)
     # One trial at a time with a seeded sampler: ASHA's decisions are reproducible.
-    rows = tune_adapter.fit(ctx, "asha", str(tmp_path / "results"), trials=6, max_concurrent=1, cpus=1, gpus=0,
-                            epochs=4, seed=0, asha=tune_adapter.Asha(grace_period=1, reduction_factor=2))
-    study = tune_adapter.load_study(str(tmp_path / "results" / "asha"))
+    rows = engine.fit(ctx, "asha", str(tmp_path / "results"), trials=6, max_concurrent=1, cpus=1, gpus=0,
+                      epochs=4, seed=0, asha=engine.Asha(grace_period=1, reduction_factor=2))
+    study = engine.load_study(str(tmp_path / "results" / "asha"))
     by_lr = {t.params["train.lr"]: t for t in study.trials}
     assert len(by_lr) == len(rows) == 6
     assert {r.outcome for r in rows} == {"completed", "pruned"}
@@ -127,7 +127,7 @@ def test_diverging_trial_is_failed_with_reason_and_sweep_goes_on(tmp_path, monke
         else:
             assert (run.info.status, run.data.tags["trial_status"]) == ("FINISHED", "completed")
             assert "test/nll" in run.data.metrics
-    states = [t.state for t in tune_adapter.load_study(str(tmp_path / "sweep_results" / "div")).trials]
+    states = [t.state for t in engine.load_study(str(tmp_path / "sweep_results" / "div")).trials]
     assert states.count(optuna.trial.TrialState.FAIL) == len(diverged)
 
 
@@ -149,7 +149,7 @@ def test_raising_trial_is_retried_then_failed_in_one_run(tmp_path, monkeypatch, 
             assert "missing/corpus" in run.data.tags["failure_reason"]
         else:
             assert (run.info.status, run.data.tags["trial_status"]) == ("FINISHED", "completed")
-    states = [t.state for t in tune_adapter.load_study(str(tmp_path / "sweep_results" / "raise")).trials]
+    states = [t.state for t in engine.load_study(str(tmp_path / "sweep_results" / "raise")).trials]
     assert states.count(optuna.trial.TrialState.FAIL) == len(missing)
 
 
@@ -212,7 +212,7 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, 
         assert steps == list(range(1, len(steps) + 1))  # no epoch lost, none logged twice
         if run.data.tags[tracking.TRIAL_TAG] in ended:  # finished before the kill: not rerun
             assert run.info.end_time == ended[run.data.tags[tracking.TRIAL_TAG]]
-    study = tune_adapter.load_study(str(tmp_path / "sweep_results" / "k"))
+    study = engine.load_study(str(tmp_path / "sweep_results" / "k"))
     assert len(study.trials) >= 6
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
 

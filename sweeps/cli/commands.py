@@ -1,0 +1,56 @@
+"""`python -m sweeps COMMAND ...`: one module per command.
+
+Each command module defines `HELP`, `add_arguments(parser)` and `main(args) -> int`.
+Expected failures (bad config, unknown sweep) are raised as `UserError` and
+printed as one clear line with exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from sweeps.errors import UserError
+
+COMMANDS = {
+    "train": "sweeps.cli.train",
+    "run": "sweeps.cli.run",
+    "resume": "sweeps.cli.resume",
+    "ui": "sweeps.cli.ui",
+    "trials": "sweeps.cli.trials",
+    "pareto": "sweeps.cli.pareto",
+    "export-best": "sweeps.cli.export_best",
+    "confirm": "sweeps.cli.confirm",
+    "sensitivity": "sweeps.cli.sensitivity",
+    "report": "sweeps.cli.report",
+    "server": "sweeps.cli.server",
+    "submit": "sweeps.cli.jobs",
+    "status": "sweeps.cli.jobs",
+    "logs": "sweeps.cli.jobs",
+    "stop": "sweeps.cli.jobs",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sweeps", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from models.config import ConfigError
+    from models.data import DataError
+    try:
+        return args._main(args) or 0
+    except (UserError, ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

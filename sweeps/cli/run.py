@@ -1,0 +1,76 @@
+"""`sweeps run SPACE.yaml`: one sweep, from the search space to the summary.
+
+Checks everything the user gave (space, --set values, options) before starting
+anything; then the MLflow server (unless --tracking-uri), the sweep's parent run, a
+local Ray, and the Tune experiment under ./sweep_results/NAME, where `sweep.json`
+records what `resume` needs. Ray and Optuna are imported only once input is valid.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from models.config import Config
+from sweeps import tracking
+from sweeps.cli.options import add_config_options, add_tracking_option, overrides_from_args
+from sweeps.cli.sweep import execute, load, results_dir, sweep_name
+from sweeps.errors import UserError
+from sweeps.space import SpaceError
+
+HELP = "run a sweep: Optuna proposes trials, Ray Tune schedules them, MLflow records them"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("space", help="search-space YAML file, e.g. search_spaces/fb.yaml")
+    parser.add_argument("--name", help="sweep name (default: the space file's name and the time)")
+    add_config_options(parser)
+    parser.add_argument("--trials", type=int, help="number of trials (default: the space's `trials`)")
+    parser.add_argument("--max-concurrent", type=int, help="trials at a time (default: the space's)")
+    parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the space's)")
+    parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions share a GPU")
+    add_tracking_option(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    space = load(args.space)
+    overrides = overrides_from_args(args)
+    trials = _positive(args.trials, space.trials, "--trials", int)
+    max_concurrent = _positive(args.max_concurrent, space.max_concurrent, "--max-concurrent", int)
+    cpus = _positive(args.cpus_per_trial, space.resources.cpus, "--cpus-per-trial", float)
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else space.resources.gpus
+    if gpus < 0:
+        raise UserError(f"--gpus-per-trial: must be >= 0, got {gpus}")
+    overrides.setdefault("threads", max(1, int(cpus)))  # torch threads = the trial's CPUs
+    from sweeps.engine import sample_config
+    try:
+        sample_config(space, overrides)  # a bad --set fails here, before any resource starts
+    except SpaceError as err:
+        raise UserError(str(err)) from err
+    name = sweep_name(args.space, args.name)
+    results = results_dir(name)
+    if results.exists():
+        raise UserError(f"sweep {name!r} already exists in {results}; continue it with "
+                        f"`python -m sweeps resume {name}` or choose another --name")
+    uri = _explicit_uri(args.tracking_uri)
+    record = {"name": name, "space_file": os.path.abspath(args.space), "overrides": overrides,
+              "trials": trials, "max_concurrent": max_concurrent, "cpus": cpus, "gpus": gpus,
+              "epochs": int(overrides.get("train.max_epochs") or space.epochs or Config().train.max_epochs),
+              "seed": int(overrides.get("seed", 0)), "tracking_uri": uri, "mlflow_root": os.getcwd(),
+              "results": str(results), "command": " ".join(["python -m sweeps", *sys.argv[1:]])}
+    return execute(record, space, restore=False)
+
+
+def _positive(value, default, option: str, kind: type):
+    value = default if value is None else value
+    if value <= 0:
+        raise UserError(f"{option}: must be positive, got {value}")
+    return kind(value)
+
+
+def _explicit_uri(uri: str | None) -> str | None:
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        return tracking.check_uri(uri) if uri else None
+    except ValueError as err:
+        raise UserError(str(err)) from err

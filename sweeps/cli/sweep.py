@@ -1,0 +1,142 @@
+"""A sweep on disk, and running it: shared by `run`, `resume`, `confirm` and `submit`.
+
+Tune's experiment lives in ./sweep_results/NAME (or $SWEEPS_STORAGE/NAME), beside
+`sweep.json` (the record: everything `resume` needs) and a copy of the space file.
+`execute` runs or resumes the sweep a record describes: the MLflow server (unless the
+record names one), the sweep's parent run, Ray, the Tune experiment, the summary.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from sweeps import tracking
+from sweeps.errors import UserError
+from sweeps.space import SearchSpace, SpaceError, load_space
+
+RESULTS_DIR = "sweep_results"
+STORAGE_ENV = "SWEEPS_STORAGE"
+"""Overrides ./sweep_results: on a cluster, a directory every node shares (docs/cluster.md)."""
+RECORD_FILE = "sweep.json"
+SPACE_COPY = "space.yaml"
+
+
+def load(path: str) -> SearchSpace:
+    try:
+        return load_space(path)
+    except SpaceError as err:
+        raise UserError(str(err)) from err
+
+
+def sweep_name(space_file: str, name: str | None) -> str:
+    """The sweep's name: --name, else the space file's name and the time."""
+    name = name or f"{Path(space_file).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
+    return name
+
+
+def results_dir(name: str) -> Path:
+    return Path(os.environ.get(STORAGE_ENV) or RESULTS_DIR, name).resolve()
+
+
+def _tracking(record: dict):
+    if record["tracking_uri"]:
+        return contextlib.nullcontext(tracking.Server(record["tracking_uri"]))
+    return tracking.local_server(record["mlflow_root"])
+
+
+def execute(record: dict, space: SearchSpace, restore: bool) -> int:
+    """Run or resume the sweep `record` describes; print and record its summary."""
+    try:
+        with _tracking(record) as server:
+            from sweeps import engine  # imports Ray while the server starts
+            with engine.local_ray():
+                return _execute(record, space, restore, server.ready())
+    except tracking.TrackingError as err:
+        raise UserError(str(err)) from err
+
+
+def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
+    from sweeps import engine
+    results = Path(record["results"])
+    if restore:
+        tracking.reopen_run(uri, record["parent_run_id"])
+    else:
+        record["experiment_id"], record["parent_run_id"] = tracking.start_sweep_run(
+            uri, record["name"], _space_params(space, record), _tags(record), record["space_file"])
+        results.mkdir(parents=True)
+        shutil.copyfile(record["space_file"], results / SPACE_COPY)  # resume must not depend on later edits
+        (results / RECORD_FILE).write_text(json.dumps(record, indent=2))
+    ctx = engine.TrialContext(space, record["overrides"], uri, record["experiment_id"],
+                                    record["parent_run_id"])
+    rows, status = [], "FAILED"
+    try:
+        rows = engine.fit(ctx, record["name"], str(results.parent), trials=record["trials"],
+                                max_concurrent=record["max_concurrent"], cpus=record["cpus"],
+                                gpus=record["gpus"], epochs=record["epochs"], seed=record["seed"],
+                                restore=restore)
+        lost = tracking.delete_lost_runs(uri, record["experiment_id"], record["parent_run_id"],
+                                         {r.trial_id for r in rows})
+        if lost:
+            print(f"deleted {lost} MLflow run(s) of trials lost with the interrupted driver")
+        unfinished = len(rows) < record["trials"] or any(r.outcome in ("running", "pending") for r in rows)
+        status = "KILLED" if unfinished else "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        report = engine.summary(rows, space.objectives, record["name"], _where(record, uri, status))
+        tracking.finish_sweep_run(uri, record["parent_run_id"], status, {
+            "summary.txt": report, "trials.csv": engine.trials_csv(rows, space.objectives)})
+        print(report)
+    return 0 if status == "FINISHED" else 130
+
+
+def _where(record: dict, uri: str, status: str) -> dict[str, str]:
+    local = not record["tracking_uri"]
+    where = {"Tune results": record["results"],
+             "MLflow": f"experiment {record['name']}, parent run {record['parent_run_id']}"
+                       + (f" in {os.path.join(record['mlflow_root'], tracking.DB_FILE)}" if local else f" at {uri}"),
+             "Browse": "python -m sweeps ui  (then open http://127.0.0.1:5000)" if local else uri}
+    if status != "FINISHED":
+        where["Resume"] = f"python -m sweeps resume {record['name']}"
+    return where
+
+
+def _tags(record: dict) -> dict[str, str]:
+    tags = {"sweep.command": record["command"], "sweep.results": record["results"],
+            "mlflow.source.name": "python -m sweeps run", "mlflow.note.content": record["command"]}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                            capture_output=True, text=True)
+    if commit.returncode == 0:
+        tags["mlflow.source.git.commit"] = commit.stdout.strip()
+    return tags
+
+
+def _describe(param) -> str:
+    text = (f"choice{list(param.choices)}" if param.type == "categorical"
+            else f"{param.type}[{param.low}, {param.high}]" + (" log" if param.log else "")
+            + (f" step {param.step}" if param.step else ""))
+    return text + "".join(f" when {k} in {list(v)}" for k, v in param.when)
+
+
+def _space_params(space: SearchSpace, record: dict) -> dict:
+    """The search space as parent-run params (the file itself is an artifact too)."""
+    params = {"space.file": record["space_file"], "space.method": space.method or "joint",
+              "objectives": ", ".join(f"{o.metric} {o.mode}" for o in space.objectives),
+              **{f"sweep.{k}": record[k] for k in ("trials", "epochs", "max_concurrent", "cpus", "gpus", "seed")}}
+    params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
+    params.update({f"search.{p.key}": _describe(p) for p in space.params})
+    for label, branch in space.methods.items():
+        params[f"methods.{label}"] = branch.preset
+        params.update({f"methods.{label}.fixed.{k}": v for k, v in branch.fixed.items()})
+        params.update({f"methods.{label}.search.{p.key}": _describe(p) for p in branch.params})
+    params.update({f"set.{k}": v for k, v in record["overrides"].items()})
+    return params

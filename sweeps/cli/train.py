@@ -1,0 +1,64 @@
+"""`sweeps train`: train one configuration and write its metrics and checkpoint."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import yaml
+
+import models
+from models.config import merge, set_dotted
+from sweeps.cli.options import add_config_options, overrides_from_args, read_config_file
+
+HELP = "train one configuration (a method preset, a config file and overrides)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", default=None, help=f"preset: {', '.join(models.PRESETS)}")
+    parser.add_argument("--config", help="YAML config file (e.g. one written by export-best or a trial)")
+    add_config_options(parser)
+    parser.add_argument("--train", help="training split file (overrides --dataset)")
+    parser.add_argument("--valid", help="validation split file")
+    parser.add_argument("--test", help="test split file")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--out", required=True, help="output directory for metrics.json and checkpoint.pt")
+
+
+def resolve_config(args: argparse.Namespace) -> dict:
+    """Preset, then config file, then options: later ones win."""
+    config = models.preset_config(args.method) if args.method else {}
+    if args.config:
+        config = merge(config, read_config_file(args.config))
+    overrides = overrides_from_args(args)
+    for split in ("train", "valid", "test"):
+        if getattr(args, split):
+            overrides[f"data.{split}"] = getattr(args, split)
+    if args.device:
+        overrides["device"] = args.device
+    for key, value in overrides.items():
+        set_dotted(config, key, value)
+    return config
+
+
+def _print_epoch(report: models.EpochReport) -> None:
+    m = report.metrics
+    print(f"epoch {report.epoch:3d}  train loss {m['train/loss']:.3f}  val -elbo {m['val/neg_elbo']:.3f}  "
+          f"kl {m['val/kl']:.3f}  mi {m.get('val/mi', float('nan')):.3f}  au {m.get('val/au', 0):.0f}  "
+          f"lr {m['lr']:.3g}  ({m['epoch_time']:.1f}s)", flush=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    models.parse_config(config)  # refuse bad input before loading any data
+    try:
+        result = models.train(config, on_epoch=_print_epoch, out_dir=args.out)
+    except models.TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    test = result["test"]
+    print("test  " + "  ".join(f"{k} {v:.3f}" for k, v in test.items()))
+    with open(os.path.join(args.out, "config.yaml"), "w") as fh:
+        yaml.safe_dump(result["config"], fh, sort_keys=False)
+    print(f"wrote {os.path.join(args.out, 'metrics.json')}")
+    return 0

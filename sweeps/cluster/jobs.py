@@ -1,0 +1,114 @@
+"""Sweeps as Ray Jobs on a running cluster: every Ray Jobs API call of the project.
+
+A job runs `python -m sweeps run` (or `resume`) on the head node with this checkout as
+its working directory; the driver joins the cluster (engine.local_ray) and Tune spreads
+the trials over every node with free resources.
+
+A sweep is never run twice at once. Its jobs carry the sweep name in their metadata and
+their submission id is the name and attempt number, so two submits racing each other
+ask for the same id and Ray refuses the second. A sweep whose last job stopped or failed
+is resumed (`sweeps resume NAME`) by the next submit under its name.
+"""
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from pathlib import Path
+
+from sweeps.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXCLUDES = [".venv", ".cache", "mlartifacts", "mlflow.db", "sweep_results", "runs", "docs/results", ".git",
+            "__pycache__", "*.egg-info", ".pytest_cache"]
+"""Left out of the working directory sent with a job: environments, caches and results."""
+SWEEP_KEY = "sweep"
+"""Job metadata key holding the sweep name."""
+# `sweeps stop` interrupts the driver like Ctrl-C, so Tune saves its state and the parent run
+# is ended as KILLED, within this many seconds before Ray kills it (Ray's default: SIGTERM, 3 s).
+STOP_ENV = {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": "60"}
+USER_ERROR_EXIT = 2
+"""Exit status of a driver that refused its input and started nothing (see sweeps.cli)."""
+
+
+class Jobs:
+    """The Ray Jobs of the cluster whose dashboard is at ADDRESS (http://HEAD:8265)."""
+
+    def __init__(self, address: str):
+        from ray.job_submission import JobSubmissionClient
+        self.address = address
+        try:
+            self.client = JobSubmissionClient(address)
+        except Exception as err:  # ConnectionError, or Ray's authentication error, with its advice
+            raise UserError(f"cannot reach the Ray cluster at {address}: {err}") from None
+
+    def _call(self, job: str, function, *args):
+        try:
+            return function(job, *args)
+        except RuntimeError as err:  # the dashboard's answer, e.g. an unknown job id
+            raise UserError(f"job {job}: {str(err).strip().splitlines()[-1]}") from None
+
+    def next_job(self, name: str) -> tuple[str, bool]:
+        """The submission id of the sweep NAME's next job, and whether that job resumes it
+        (an earlier one started, then stopped or failed); UserError if it runs or finished."""
+        jobs = [j for j in self.client.list_jobs() if (j.metadata or {}).get(SWEEP_KEY) == name]
+        running = [j for j in jobs if not j.status.is_terminal()]
+        if running:
+            job = running[0].submission_id
+            raise UserError(f"sweep {name!r} is already {running[0].status.value.lower()} as job {job}: "
+                            f"follow it with `python -m sweeps logs {job} --follow` or stop it with "
+                            f"`python -m sweeps stop {job}`")
+        if any(j.status.value == "SUCCEEDED" for j in jobs):
+            raise UserError(f"sweep {name!r} already finished on this cluster; choose another --name")
+        return f"sweep-{name}-{len(jobs) + 1}", any(j.driver_exit_code != USER_ERROR_EXIT for j in jobs)
+
+    def submit(self, name: str, submission_id: str, arguments: list[str], env: dict[str, str]) -> str:
+        """Submit `python -m sweeps ARGUMENTS` for the sweep NAME; return the job id."""
+        try:
+            return self.client.submit_job(entrypoint=shlex.join(["python", "-m", "sweeps", *arguments]),
+                                          submission_id=submission_id,
+                                          runtime_env={"working_dir": str(REPO_ROOT), "excludes": EXCLUDES,
+                                                       "env_vars": {**STOP_ENV, **env}},
+                                          metadata={SWEEP_KEY: name})
+        except RuntimeError as err:
+            if "already exists" in str(err):  # another submit of this sweep got there first
+                raise UserError(f"sweep {name!r} was submitted at the same moment as job {submission_id}: "
+                                f"follow it with `python -m sweeps logs {submission_id} --follow`") from None
+            raise UserError(f"submitting sweep {name!r}: {str(err).strip().splitlines()[-1]}") from None
+
+    def describe(self, job: str) -> str:
+        info = self._call(job, self.client.get_job_info)
+        lines = [f"job {job}: {info.status.value}" + (f" (sweep {info.metadata[SWEEP_KEY]})"
+                                                      if SWEEP_KEY in (info.metadata or {}) else ""),
+                 f"  entrypoint: {info.entrypoint}"]
+        if info.start_time:
+            lines.append(f"  started:    {_clock(info.start_time)}")
+        if info.end_time:
+            lines.append(f"  ended:      {_clock(info.end_time)}")
+        if info.message and info.status.is_terminal():
+            lines.append(f"  message:    {info.message.strip().splitlines()[0]}")
+        return "\n".join(lines)
+
+    def logs(self, job: str) -> str:
+        return self._call(job, self.client.get_job_logs)
+
+    def follow(self, job: str) -> str:
+        """Print the job's output until it ends; return its final status."""
+        self._call(job, self.client.get_job_status)  # an unknown job: one line, not a trace
+
+        async def tail() -> None:
+            async for lines in self.client.tail_job_logs(job):
+                print(lines, end="", flush=True)
+
+        asyncio.run(tail())
+        return self.client.get_job_status(job).value
+
+    def stop(self, job: str) -> str | None:
+        """Stop the job; None if it was running, else the status it had already ended with."""
+        if self._call(job, self.client.stop_job):
+            return None
+        return self.client.get_job_status(job).value
+
+
+def _clock(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))

@@ -1,0 +1,107 @@
+"""The trial function: one sampled config trained through `models.train`, reporting to Tune.
+
+A plain function trainable (Ray Tune's examples): it reports every epoch with a checkpoint,
+so a retried or resumed trial continues from its last epoch in its own MLflow child run,
+and ends with a result marked by `trial_status` (see search.ParetoSafeOptunaSearch).
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import socket
+import tempfile
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+import torch
+from ray import tune
+
+import models
+from models.loop import resolve_device
+from sweeps import tracking
+from sweeps.space import METHOD, SearchSpace
+
+STATE_FILE = "train.pt"
+RUN_ID_FILE = "mlflow_run_id"
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial needs besides its sampled values."""
+    space: SearchSpace
+    overrides: dict
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+
+
+def run_trial(sampled: dict, ctx: TrialContext) -> None:
+    """Tune function trainable: train one sampled config, reporting every epoch."""
+    trial_id = tune.get_context().get_trial_id()
+    with contextlib.ExitStack() as stack:
+        state, run_id = None, None
+        checkpoint = tune.get_checkpoint()
+        if checkpoint:  # a retried or resumed trial: its last epoch and its own MLflow run
+            saved = stack.enter_context(checkpoint.as_directory())
+            state = os.path.join(saved, STATE_FILE)
+            run_id = Path(saved, RUN_ID_FILE).read_text().strip()
+        out_dir = stack.enter_context(tempfile.TemporaryDirectory())
+        run = tracking.TrialRun.find_or_create(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
+                                               trial_id, run_id)
+        if run.settled:  # ended before an interrupted driver saved it: report that end again
+            _report_end(run.outcome, run.logged_epoch, run.test_metrics, run.reason)
+            return
+        run.start()
+
+        def on_epoch(report: models.EpochReport) -> None:
+            # MLflow first: a crash between the two retrains this epoch, which log_epoch skips.
+            run.log_epoch(report.epoch, report.metrics)
+            with tempfile.TemporaryDirectory() as tmp:
+                report.save_checkpoint(os.path.join(tmp, STATE_FILE))
+                Path(tmp, RUN_ID_FILE).write_text(run.run_id)
+                tune.report({**report.metrics, "epoch": report.epoch},
+                            checkpoint=tune.Checkpoint.from_directory(tmp))
+
+        try:
+            config = ctx.space.trial_config(sampled, ctx.overrides)
+            run.log_config(config, sampled.get(METHOD, ctx.space.method))
+            run.record_placement(**_placement(config))
+            result = models.train(config, on_epoch=on_epoch, out_dir=out_dir, resume_from=state)
+        except (models.TrainingDiverged, models.ConfigError) as err:
+            # Deterministic: a retry would fail the same way. End the trial with a result, not an error.
+            reason = (f"{tracking.DIVERGED}{err}" if isinstance(err, models.TrainingDiverged)
+                      else f"config rejected by models: {err}")
+            run.finish("failed", reason)
+            _report_end("failed", run.logged_epoch, {}, reason)
+            return
+        except Exception:
+            run.finish("failed", traceback.format_exc())
+            raise  # worker-side trouble: Tune retries it (FailureConfig) from the checkpoint
+        test = {f"test/{k}": v for k, v in result["test"].items()}
+        run.log_final(result["epochs"], {**test, "wall_time": result["wall_time"]})
+        for figure in sorted(glob.glob(os.path.join(out_dir, "*.png"))):  # figures models wrote
+            run.client.log_artifact(run.run_id, figure)
+        run.finish("completed")
+        _report_end("completed", result["epochs"], test)
+
+
+def _placement(config: dict) -> dict[str, str]:
+    """The node this trial process runs on and the torch device its config resolves to there
+    (Ray makes the trial's own GPUs, and only those, visible to it)."""
+    device = resolve_device(models.parse_config(config).device)
+    if device.type == "cuda":
+        index = torch.cuda.current_device() if device.index is None else device.index
+        name = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    else:
+        name = str(device)
+    return {"node_id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address(),
+            "hostname": socket.gethostname(), "device": name}
+
+
+def _report_end(status: str, epoch: int, test: dict, reason: str = "") -> None:
+    """A trial's last result: `trial_status` tells the searcher and the driver that the
+    trial ended by itself (a trial stopped by ASHA never reports one)."""
+    tune.report({**test, "epoch": epoch, "trial_status": status, **({"reason": reason} if reason else {})})

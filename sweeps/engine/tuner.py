@@ -1,0 +1,151 @@
+"""The Tuner: a local Ray (or the cluster's), the sweep's Tune experiment, the driver's callback.
+
+`fit` runs or resumes a sweep and returns every trial's row; the callback keeps the live
+table and ends the MLflow runs of trials stopped from outside their process.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from sweeps import tracking
+from sweeps.engine.progress import Progress, TrialRow
+from sweeps.engine.search import Asha, tune_config
+from sweeps.engine.trainable import TrialContext, run_trial
+
+MAX_FAILURES = 2
+"""Retries of a trial whose process raised or was lost; divergence is not retried."""
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def outcome(trial) -> str:
+    """running, pending, completed, pruned or failed, from Tune's status and the last result."""
+    if trial.status == "ERROR":
+        return "failed"
+    if trial.status == "TERMINATED":
+        # The trainable's last result, or the scheduler's stop, set trial_status (see
+        # _SweepCallback); without one the trial was stopped by an interrupt and will resume.
+        return trial.last_result.get("trial_status", "pending")
+    return "running" if trial.status == "RUNNING" else "pending"
+
+
+def trial_rows(trials) -> list[TrialRow]:
+    return [TrialRow(t.trial_id, outcome(t), int(t.last_result.get("epoch", 0)), dict(t.last_result),
+                     dict(t.config)) for t in trials]
+
+
+@dataclass
+class _Live:
+    ctx: TrialContext
+    progress: Progress
+    rows: list[TrialRow]
+
+
+_LIVE: dict[str, _Live] = {}
+"""The sweep(s) this driver process is running, by name (see _SweepCallback)."""
+
+
+class _SweepCallback(tune.Callback):
+    """Driver side: the live table, and ending the MLflow runs of trials whose process was
+    stopped from outside (pruned by ASHA, lost), which cannot end their runs themselves.
+
+    Tune pickles callbacks into the experiment and restores them on resume, when the tracking
+    server may have a new address: this one carries only the sweep name and looks up the
+    live context in _LIVE.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def _close(self, trial, outcome_name: str, reason: str | None = None) -> None:
+        ctx = _LIVE[self.name].ctx
+        tracking.close_trial_run(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
+                                 trial.trial_id, outcome_name, reason)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        # A result marked done that the trainable did not mark as its last is the one the
+        # scheduler stopped the trial on. Tune lets callbacks edit results in place, and keeps
+        # this one as the trial's last result (saved with the experiment, seen by the searcher).
+        if result.get("done") and "trial_status" not in result:
+            result["trial_status"] = "pruned"
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if trial.last_result.get("trial_status") == "pruned":
+            self._close(trial, "pruned", f"stopped by ASHA after epoch {trial.last_result.get('epoch')}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._close(trial, "failed", trial.get_error() or "the trial's process failed")
+
+    def on_step_end(self, iteration, trials, **info):
+        live = _LIVE[self.name]
+        live.rows = trial_rows(trials)
+        live.progress.update(live.rows)
+
+    def on_experiment_end(self, trials, **info):
+        _LIVE[self.name].rows = trial_rows(trials)  # a resumed sweep with nothing left takes no step
+
+
+@contextlib.contextmanager
+def local_ray():
+    """Ray for this process: the cluster in RAY_ADDRESS, else a local Ray, quiet and without
+    dashboard (reused when this process already has one)."""
+    # Workers import `models` and `sweeps` from this checkout and resolve relative paths
+    # (data prefixes, caches) from where the command was run, not from a trial directory.
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
+    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new output prints a banner even at verbose=0
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # MLflow is our logger
+    # Per-epoch results lack the test objectives that only the final result carries.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    started = not ray.is_initialized()
+    if started and os.environ.get("RAY_ADDRESS"):
+        # A driver submitted as a Ray Job (the job sets RAY_ADDRESS), or pointed at a cluster:
+        # join it with the resources its nodes declared.
+        ray.init(log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    elif started:
+        # address="local": never join a `ray start` cluster that merely runs on this machine.
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                 logging_level="ERROR", configure_logging=True)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def fit(ctx: TrialContext, name: str, storage: str, *, trials: int, max_concurrent: int,
+        cpus: float, gpus: float, epochs: int, seed: int, restore: bool = False,
+        asha: Asha = Asha()) -> list[TrialRow]:
+    """Run (or, with restore, resume) the sweep; return every trial's final row."""
+    progress = Progress(trials, epochs, ctx.space.objectives)
+    _LIVE[name] = live = _Live(ctx, progress, [])
+    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": cpus, "gpu": gpus})
+    path = os.path.join(storage, name)
+    try:
+        if restore:
+            # Trials, searcher (the Optuna study) and scheduler state come from the experiment
+            # directory; finished trials stay finished, errored ones keep their recorded failure.
+            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
+        else:
+            tuner = tune.Tuner(trainable, tune_config=tune_config(ctx.space, trials, max_concurrent,
+                                                                  epochs, seed, asha),
+                               run_config=tune.RunConfig(
+                                   name=name, storage_path=storage, verbose=0,
+                                   callbacks=[_SweepCallback(name)],
+                                   failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+        tuner.fit()
+    finally:
+        del _LIVE[name]
+    progress.update(live.rows)
+    return live.rows
+
+
+def can_resume(experiment_dir: str) -> bool:
+    return tune.Tuner.can_restore(experiment_dir)

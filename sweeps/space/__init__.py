@@ -1,0 +1,16 @@
+"""The search-space language: the YAML files of search_spaces/, as typed, validated data.
+
+Owns the model of a space (`model`: parameters, conditions, method entries, objectives;
+sampling a trial through whatever trial object it is given, and turning the sample into
+the full `models` config), reading a file (`loader`) and validating it as small rules
+(`rules`: each value and section; `parameters`: parameters, conditions and method
+entries; `probe`: whole configs against Optuna and `models`), all before any Ray or MLflow
+resource exists. search_spaces/README.md documents the format. Imports `models` (which
+judges every config) and PyYAML; nothing else of sweeps, and no Ray, Optuna or MLflow.
+"""
+from sweeps.space.loader import load_space
+from sweeps.space.model import (METHOD, METRICS, TEST_METRICS, VAL_METRICS, Branch, Objective, Param, Resources,
+                                SearchSpace, SpaceError)
+
+__all__ = ["METHOD", "METRICS", "TEST_METRICS", "VAL_METRICS", "Branch", "Objective", "Param", "Resources",
+           "SearchSpace", "SpaceError", "load_space"]

@@ -1,0 +1,28 @@
+"""MLflow: the only code of the project that imports it.
+
+Owns the tracking server (`server`: a local one over ./mlflow.db, or the user's; every
+write goes through a server, never to SQLite directly), the write side the engine uses
+(`sweep_run`: a sweep's experiment and parent run; `trial_run`: each trial's child run)
+and the read side the analysis uses (`store`). MLflow is imported lazily, inside the
+calls, so that a command refuses bad input before it loads. Imports PyYAML and
+matplotlib besides; of sweeps only `errors`.
+"""
+from sweeps.tracking.server import (ARTIFACTS_DIR, DB_FILE, Server, TrackingError, check_uri, free_port,
+                                    local_server, server_command, server_environment)
+from sweeps.tracking.store import Store, Sweep, TrialRecord, open_store
+from sweeps.tracking.sweep_run import (PARENT_TAG, TRIAL_TAG, delete_lost_runs, finish_sweep_run, load_runs,
+                                       reopen_run, start_sweep_run)
+from sweeps.tracking.trial_run import (CONFIG_ARTIFACT, DIVERGED, OUTCOME_STATUS, TrialRun, close_trial_run,
+                                       flatten)
+
+__all__ = [
+    # the server
+    "ARTIFACTS_DIR", "DB_FILE", "Server", "TrackingError", "check_uri", "free_port", "local_server",
+    "server_command", "server_environment",
+    # the write side
+    "PARENT_TAG", "TRIAL_TAG", "delete_lost_runs", "finish_sweep_run", "load_runs", "reopen_run",
+    "start_sweep_run", "CONFIG_ARTIFACT", "DIVERGED", "OUTCOME_STATUS", "TrialRun", "close_trial_run",
+    "flatten",
+    # the read side
+    "Store", "Sweep", "TrialRecord", "open_store",
+]

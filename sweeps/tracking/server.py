@@ -1,0 +1,119 @@
+"""The tracking server: a local one over ./mlflow.db, or the user's, reached by its URI.
+
+All writes go through a tracking server: many trial processes writing one SQLite file
+directly would lock and corrupt it, so a sweep without `--tracking-uri` starts its own
+server over `./mlflow.db` and `./mlartifacts` and is the only process touching them.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Iterator
+
+DB_FILE = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+SHUTDOWN_S = 20
+
+
+class TrackingError(RuntimeError):
+    """The tracking server could not be started or reached."""
+
+
+def check_uri(uri: str) -> str:
+    """Refuse stores that trial processes would write directly (see the module docstring)."""
+    if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
+        raise ValueError(f"tracking URI {uri!r}: give a tracking server (http://HOST:PORT); "
+                         "without --tracking-uri a local server is started over ./mlflow.db")
+    return uri
+
+
+def server_command(root: str, port: int, *, host: str = "127.0.0.1", backend_store_uri: str | None = None,
+                   artifacts_destination: str | None = None, app_name: str | None = None) -> list[str]:
+    """`mlflow server` over ROOT/mlflow.db and ROOT/mlartifacts, unless given other stores."""
+    db = os.path.join(os.path.abspath(root), DB_FILE)
+    return [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
+            "--workers", "1", "--backend-store-uri", backend_store_uri or f"sqlite:///{db}",
+            "--artifacts-destination", artifacts_destination or os.path.join(os.path.abspath(root), ARTIFACTS_DIR),
+            *(["--app-name", app_name] if app_name else [])]
+
+
+def server_environment() -> dict[str, str]:
+    # MLflow's server-side job runner (its own worker processes) is not used by sweeps.
+    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A tracking server: `ready()` waits until it answers and returns its URI."""
+
+    def __init__(self, uri: str, process: subprocess.Popen | None = None, timeout: float = 120.0):
+        self.uri, self.process, self.timeout = uri, process, timeout
+        self.healthy = process is None  # a given server is the user's to run
+
+    def ready(self) -> str:
+        deadline = time.monotonic() + self.timeout
+        while not self.healthy:
+            if self.process.poll() is not None:
+                raise TrackingError(f"mlflow server exited with status {self.process.returncode}; "
+                                    "see .mlflow-server.log")
+            if time.monotonic() > deadline:
+                raise TrackingError(f"mlflow server at {self.uri} not healthy after {self.timeout:.0f}s")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as resp:
+                    self.healthy = resp.status == 200
+            time.sleep(0 if self.healthy else 0.3)
+        return self.uri
+
+
+@contextlib.contextmanager
+def local_server(root: str = ".", port: int | None = None) -> Iterator[Server]:
+    """Start `mlflow server` over ROOT/mlflow.db and ROOT/mlartifacts; stop it on exit.
+
+    Yields at once, so that other start-up work overlaps the server's (~20 s on 2 CPUs);
+    call `ready()` before using it."""
+    port = port or free_port()
+    log = open(os.path.join(root, ".mlflow-server.log"), "ab")
+    # The guard runs the server in a fresh process group and stops it when asked or when
+    # this process dies, even by SIGKILL, so no orphan keeps the SQLite file (see _guard).
+    guard = subprocess.Popen([sys.executable, "-m", "sweeps.tracking", str(os.getpid()),
+                              *server_command(root, port)],
+                             cwd=root, stdout=log, stderr=log, env=server_environment(), start_new_session=True)
+    try:
+        yield Server(f"http://127.0.0.1:{port}", guard)
+    finally:
+        guard.terminate()
+        try:
+            guard.wait(timeout=SHUTDOWN_S + 5)
+        except subprocess.TimeoutExpired:
+            os.killpg(guard.pid, signal.SIGKILL)
+            guard.wait()
+        log.close()
+
+
+def _guard(parent_pid: int, command: list[str]) -> int:
+    """Run the server until told to stop (SIGTERM) or the parent process is gone; then
+    stop it gracefully (it forwards SIGTERM to its uvicorn workers), or kill the group."""
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    server = subprocess.Popen(command)
+    while server.poll() is None:
+        if stopping or os.getppid() != parent_pid:  # reparented: the sweep driver died
+            server.terminate()
+            try:
+                server.wait(timeout=SHUTDOWN_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(0, signal.SIGKILL)
+            break
+        time.sleep(0.3)
+    return 0 if stopping else server.returncode

@@ -1,0 +1,55 @@
+"""The sweep's parent run: one MLflow experiment per sweep, named after it, holding one
+parent run (the sweep's settings, its search-space file, its summary) and, tagged as its
+children, one run per trial (trial_run.py)."""
+from __future__ import annotations
+
+from sweeps.tracking.client import connect, log_params
+
+PARENT_TAG = "mlflow.parentRunId"
+TRIAL_TAG = "tune_trial_id"
+SPACE_DIR = "search_space"
+"""Artifact folder of the search-space file on the parent run."""
+
+
+def start_sweep_run(uri: str, name: str, params: dict, tags: dict, space_file: str) -> tuple[str, str]:
+    """Create the experiment NAME and its parent run; return (experiment_id, run_id)."""
+    client = connect(uri)
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    log_params(client, run_id, {k: str(v)[:6000] for k, v in params.items()})
+    client.log_artifact(run_id, space_file, SPACE_DIR)
+    return experiment_id, run_id
+
+
+def reopen_run(uri: str, run_id: str) -> None:
+    connect(uri).update_run(run_id, status="RUNNING")
+
+
+def finish_sweep_run(uri: str, run_id: str, status: str, files: dict[str, str]) -> None:
+    """Attach the sweep-level text artifacts (name -> content) and end the parent run."""
+    client = connect(uri)
+    for name, text in files.items():
+        client.log_text(run_id, text, name)
+    client.set_terminated(run_id, status)
+
+
+def delete_lost_runs(uri: str, experiment_id: str, parent_run_id: str, trial_ids: set[str]) -> int:
+    """Soft-delete child runs of trials the sweep no longer has: a driver killed between
+    proposing a trial and saving its experiment state loses that trial, and resuming
+    proposes a new one. Returns how many were deleted."""
+    client = connect(uri)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                              max_results=10000)
+    lost = [r for r in runs if r.data.tags.get(TRIAL_TAG) not in trial_ids]
+    for run in lost:
+        client.set_terminated(run.info.run_id, "KILLED")
+        client.delete_run(run.info.run_id)
+    return len(lost)
+
+
+def load_runs(uri: str, experiment_name: str) -> list:
+    """All runs of a sweep's experiment (the parent and its trials), for reports and tests."""
+    client = connect(uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    return client.search_runs([experiment.experiment_id]) if experiment else []

@@ -1,0 +1,155 @@
+"""Each trial's child run: its config, per-epoch and test metrics, curves and outcome.
+
+A retried or resumed trial finds and continues its own run, so a trial has one run
+however often its process starts; a trial stopped from outside (ASHA, a lost node) has
+its run ended by the driver (close_trial_run).
+"""
+from __future__ import annotations
+
+import time
+
+import yaml
+
+from sweeps.tracking.client import connect, log_params
+from sweeps.tracking.sweep_run import PARENT_TAG, TRIAL_TAG
+
+# A trial's outcome as a tag; MLflow's own status says FINISHED / FAILED / KILLED.
+OUTCOME_STATUS = {"completed": "FINISHED", "failed": "FAILED", "pruned": "KILLED"}
+CURVES = ("train/loss", "val/neg_elbo", "val/recon", "val/kl", "val/mi", "val/au")
+MAX_TAG_CHARS = 5000
+DIVERGED = "diverged: "
+"""Prefix of the failure reason of a trial whose loss became NaN or infinite."""
+CONFIG_ARTIFACT = "config.yaml"
+"""The resolved trial config on each child run (re-runnable by `train --config`)."""
+
+
+def flatten(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+class TrialRun:
+    """A trial's child run; a retried or resumed trial finds and continues its own run."""
+
+    def __init__(self, uri: str, run_id: str):
+        self.client = connect(uri)
+        self.run_id = run_id
+        run = self.client.get_run(run_id)
+        self.outcome = run.data.tags.get("trial_status")
+        """As recorded by an earlier attempt: None, running, completed, pruned or failed."""
+        self.reason = run.data.tags.get("failure_reason", "")
+        self.test_metrics = {k: v for k, v in run.data.metrics.items() if k.startswith("test/")}
+        # Epochs up to here are already logged: a resumed trial retrains at most the epochs
+        # after its last checkpoint, deterministically, and must not log them twice.
+        history = self.client.get_metric_history(run_id, "val/neg_elbo")
+        self.logged_epoch = max((m.step for m in history), default=0)
+        self.is_new = not run.data.params
+
+    @classmethod
+    def find_or_create(cls, uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
+                       run_id: str | None = None) -> "TrialRun":
+        """Run `run_id` (from the trial's checkpoint), else this trial's run if one exists
+        (it died before its first checkpoint), else a new child run."""
+        client = connect(uri)
+        if run_id is None:
+            found = _find(client, experiment_id, parent_run_id, trial_id)
+            run_id = found.info.run_id if found else None
+        if run_id is None:
+            run_id = client.create_run(experiment_id, run_name=trial_id, tags={
+                PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id}).info.run_id
+        return cls(uri, run_id)
+
+    @property
+    def settled(self) -> bool:
+        """Whether an earlier attempt ended the trial for good: trained to the end, or diverged
+        (deterministic). A driver killed right after may not have saved that in Tune's state."""
+        return self.outcome == "completed" or (self.outcome == "failed" and self.reason.startswith(DIVERGED))
+
+    def start(self) -> None:
+        self.client.update_run(self.run_id, status="RUNNING")
+        self.client.set_tag(self.run_id, "trial_status", "running")
+
+    def record_placement(self, node_id: str, ip: str, hostname: str, device: str) -> None:
+        """Where this attempt runs; `node.attempts` lists the node of every attempt, so a
+        trial retried after losing its node shows where it moved."""
+        from mlflow.entities import RunTag
+        attempts = self.client.get_run(self.run_id).data.tags.get("node.attempts")
+        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in {
+            "node.id": node_id, "node.ip": ip, "node.hostname": hostname, "device": device,
+            "node.attempts": f"{attempts},{node_id}" if attempts else node_id}.items()])
+
+    def log_config(self, config: dict, method: str | None) -> None:
+        """Flattened params, the method (preset or joint-space choice) and the config as
+        YAML, re-runnable by `train --config`."""
+        if not self.is_new:
+            return
+        params = {k: str(v) for k, v in flatten(config).items()}
+        if method is not None:
+            params["method"] = method
+        log_params(self.client, self.run_id, params)
+        self.client.log_text(self.run_id, yaml.safe_dump(config, sort_keys=False), CONFIG_ARTIFACT)
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[
+            Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch > self.logged_epoch:
+            self.log_metrics(epoch, metrics)
+            self.logged_epoch = epoch
+
+    def log_final(self, epoch: int, metrics: dict[str, float]) -> None:
+        if not self.test_metrics:
+            self.log_metrics(epoch, metrics)
+            self.test_metrics = {k: v for k, v in metrics.items() if k.startswith("test/")}
+
+    def finish(self, outcome: str, reason: str | None = None) -> None:
+        """Plot the curves, record the outcome (and why it failed) and end the run."""
+        self.client.log_figure(self.run_id, curves_figure(self.client, self.run_id), "curves.png")
+        self.client.set_tag(self.run_id, "trial_status", outcome)
+        if reason:
+            self.client.set_tag(self.run_id, "failure_reason", reason[:MAX_TAG_CHARS])
+            self.client.log_text(self.run_id, reason, "failure.txt")
+        self.client.set_terminated(self.run_id, OUTCOME_STATUS[outcome])
+
+
+def close_trial_run(uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
+                    outcome: str, reason: str | None = None) -> None:
+    """End a trial's run from outside it, if it is still open: its process was stopped
+    by the scheduler or lost, so the trial could not end the run itself. A trial whose
+    process was lost before it created its run (its node died as it started) gets one
+    here, so that every trial of the sweep has its run."""
+    found = _find(connect(uri), experiment_id, parent_run_id, trial_id)
+    if found is None or found.info.status == "RUNNING":
+        TrialRun.find_or_create(uri, experiment_id, parent_run_id, trial_id,
+                                found.info.run_id if found else None).finish(outcome, reason)
+
+
+def _find(client, experiment_id: str, parent_run_id: str, trial_id: str):
+    """The trial's child run, or None if it has none yet."""
+    found = client.search_runs([experiment_id], max_results=1, filter_string=(
+        f"tags.{TRIAL_TAG} = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent_run_id}'"))
+    return found[0] if found else None
+
+
+def curves_figure(client, run_id: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6), constrained_layout=True)
+    for ax, key in zip(axes.flat, CURVES):
+        points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        if points:
+            ax.plot(*zip(*points), marker="o", markersize=3)
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+    plt.close(fig)
+    return fig
