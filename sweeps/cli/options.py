@@ -1,4 +1,4 @@
-"""Options several commands share: the config options (--set, --dataset, --epochs, --seed; train,
+"""Options several commands share: the config options (--set, --dataset, --profile, --epochs, --seed; train,
 run, confirm), --config files (train, confirm) and --tracking-uri (the analysis commands)."""
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="fix a dotted config key, e.g. --set kl.free_bits.lam=5 (value parsed as YAML)")
     parser.add_argument("--dataset", help="'synthetic' or a prefix P reading P.train.txt, P.valid.txt, P.test.txt")
+    parser.add_argument("--profile", help="the papers' sizes for a corpus: auto (default: by the corpus's "
+                                          "name), none, synthetic, ptb, yahoo, yelp (models/profiles.py)")
     parser.add_argument("--epochs", type=int, help="cap on training epochs (train.max_epochs)")
     parser.add_argument("--seed", type=int, help="random seed")
 
@@ -38,6 +40,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
     out: dict[str, object] = {}
     if args.dataset:
         out["data.name"] = args.dataset
+    if args.profile:
+        out["profile"] = args.profile
     if args.epochs is not None:
         out["train.max_epochs"] = args.epochs
     if args.seed is not None:

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from models.config import Config
+from models.config import parse_config
 from sweeps import tracking
 from sweeps.cli.options import add_config_options, add_tracking_option, overrides_from_args
 from sweeps.cli.sweep import execute, load, results_dir, sweep_name
@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
     overrides.setdefault("threads", max(1, int(cpus)))  # torch threads = the trial's CPUs
     from sweeps.engine import sample_config
     try:
-        sample_config(space, overrides)  # a bad --set fails here, before any resource starts
+        probe = sample_config(space, overrides)  # a bad --set fails here, before any resource starts
     except SpaceError as err:
         raise UserError(str(err)) from err
     name = sweep_name(args.space, args.name)
@@ -55,7 +55,8 @@ def main(args: argparse.Namespace) -> int:
     uri = _explicit_uri(args.tracking_uri)
     record = {"name": name, "space_file": os.path.abspath(args.space), "overrides": overrides,
               "trials": trials, "max_concurrent": max_concurrent, "cpus": cpus, "gpus": gpus,
-              "epochs": int(overrides.get("train.max_epochs") or space.epochs or Config().train.max_epochs),
+              # As trials resolve it: --epochs, the space's, else the corpus profile's default.
+              "epochs": parse_config(probe).train.max_epochs,
               "seed": int(overrides.get("seed", 0)), "tracking_uri": uri, "mlflow_root": os.getcwd(),
               "results": str(results), "command": " ".join(["python -m sweeps", *sys.argv[1:]])}
     return execute(record, space, restore=False)
