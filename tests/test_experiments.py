@@ -1,0 +1,27 @@
+"""The experiments' shared pieces: configs from presets with per-method changes, and the tables."""
+from experiments.report import method_table, seed_table
+from experiments.runs import method_config
+from models import parse_config
+
+
+def test_method_config_layers_base_preset_lengths_then_overrides():
+    base = {"train": {"max_epochs": 3}, "model": {"latent_dim": 4}}
+    cfg = parse_config(method_config("scale", base, anneal_epochs=2.0,
+                                     overrides={"scale": {"methods": {"scale": {"f_epo": 2}}}, "bn": {"x": 1}}))
+    assert (cfg.train.max_epochs, cfg.model.latent_dim) == (3, 4)
+    assert cfg.kl.anneal == "linear" and cfg.kl.epochs == 2.0  # shortened warm-up
+    assert cfg.methods["scale"].f_epo == 2 and cfg.methods["scale"].des_std == 0.7  # override on the preset
+    untouched = parse_config(method_config("pretrain-fb", base))
+    assert untouched.kl.epochs == 10.0 and untouched.methods["pretrain"].epochs == 10  # paper lengths kept
+
+
+def test_tables_show_every_seed_and_the_ratio_to_the_vae():
+    def run(seed, nll, au, wall):
+        return {"seed": seed, "test": {"nll": nll, "kl": 1.0, "mi": 0.5, "au": au}, "wall_time": wall,
+                "epochs": 2, "history": []}
+    runs = {"vae": [run(0, 40.0, 0, 10.0), run(1, 41.0, 0, 20.0)],
+            "bn": [run(0, 42.0, 8, 30.0), run(1, 43.0, 7, 20.0)]}
+    table = method_table(runs)
+    assert "| bn | 42.50 (0.71) |" in table and "2.00 (1.41)" in table  # wall ratios 3.0 and 1.0 per seed
+    rows = seed_table(runs).splitlines()
+    assert len(rows) == 2 + 4 and "| bn | 1 | 43.00 | 1.00 | 0.50 | 7 | 2 | 20 |" in rows
