@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from experiments.report import comparison_report, header, write_results
+from experiments.report import RESULTS, comparison_report, header, write_results
 from experiments.runs import check_methods, compare_methods, method_args, scale_args
 
 # The longest run first, so that each seed's aggressive training starts while the other
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sentences", type=int, default=20000, help="synthetic corpus size, split 80/10/10")
     parser.add_argument("--latent-dim", type=int, default=32)
     method_args(parser, METHODS, seeds=3)
-    scale_args(parser, epochs=12, iw_samples=500)
+    scale_args(parser, epochs=10, iw_samples=200)
     args = parser.parse_args(argv)
     check_methods(parser, args)
     settings = [
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
                 "model": {"latent_dim": args.latent_dim},
                 "train": {"max_epochs": args.epochs},
                 "eval": {"iw_samples": args.iw_samples, "iw_batch": min(args.iw_samples, 100)}}
-        runs = compare_methods(args, base, overrides=OVERRIDES)
+        runs = compare_methods(args, base, RESULTS / "collapse_table_runs.jsonl", overrides=OVERRIDES)
     body = comparison_report(runs, name="collapse_table",
                              plot_title=f"Synthetic corpus, latent {args.latent_dim}: NLL vs AU")
     path = write_results("collapse_table", "\n".join([

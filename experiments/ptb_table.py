@@ -9,7 +9,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from experiments.report import REPO, comparison_report, header, write_results
+from experiments.report import REPO, RESULTS, comparison_report, header, write_results
 from experiments.runs import check_methods, compare_methods, length_args, method_args, scale_args
 
 # Aggressive training is by far the longest run: listed early, it starts while the other
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
                 "train": {"max_epochs": args.epochs},
                 # Decoding B × k sentences at once over the whole vocabulary: keep a pass small.
                 "eval": {"iw_samples": args.iw_samples, "iw_batch": min(args.iw_samples, 10)}}
-        runs = compare_methods(args, base, anneal_epochs=args.anneal_epochs,
+        runs = compare_methods(args, base, RESULTS / "ptb_table_runs.jsonl", anneal_epochs=args.anneal_epochs,
                                pretrain_epochs=args.pretrain_epochs)
     body = comparison_report(runs, name="ptb_table", plot_title="PTB (CPU scale): NLL vs AU")
     path = write_results("ptb_table", "\n".join([

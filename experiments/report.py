@@ -49,7 +49,9 @@ def method_table(runs: dict[str, list[dict]], reference: str = "vae") -> str:
         for key, _ in METRICS:
             cells.append("–" if lm and key != "nll" else
                          mean_std([r["test"][key] for r in results], 1 if key == "au" else 2))
-        ratios = [r["wall_time"] / ref["wall_time"] for r, ref in zip(results, runs[reference])]
+        reference_by_seed = {r["seed"]: r for r in runs.get(reference, [])}
+        ratios = [r["wall_time"] / reference_by_seed[r["seed"]]["wall_time"]
+                  for r in results if r["seed"] in reference_by_seed] or [float("nan")]
         cells += [mean_std([float(r["epochs"]) for r in results], 1),
                   mean_std([r["wall_time"] for r in results], 0), mean_std(ratios, 2)]
         rows.append(cells)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import multiprocessing
+from pathlib import Path
 
 from models import preset_config, train
 from models.config import merge
@@ -31,29 +34,59 @@ def run_one(job: tuple[str, int, dict]) -> dict:
     test = result["test"]
     print(f"{label:<14} seed {seed} {result['epochs']:>3} epochs {result['wall_time']:7.1f}s  "
           f"NLL {test['nll']:.2f}  KL {test['kl']:.2f}  MI {test['mi']:.2f}  AU {test['au']:.0f}", flush=True)
-    return {"label": label, "seed": seed, "test": test, "wall_time": result["wall_time"],
+    return {"label": label, "seed": seed, "key": run_key(job), "test": test, "wall_time": result["wall_time"],
             "epochs": result["epochs"], "history": result["history"]}
 
 
-def run_jobs(jobs: list[tuple[str, int, dict]], workers: int) -> list[dict]:
-    """Results in job order; `workers` > 1 trains that many at once, in spawned processes
-    (forking a process whose torch thread pool has started can hang)."""
-    if workers == 1:
-        return [run_one(job) for job in jobs]
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        return list(pool.imap(run_one, jobs))
+def run_key(job: tuple[str, int, dict]) -> str:
+    """What identifies a run across invocations: label, seed and config, less the cache folder."""
+    label, seed, config = job
+    config = merge(config, {"data": {"cache_dir": None}})
+    return hashlib.sha256(json.dumps([label, seed, config], sort_keys=True).encode()).hexdigest()[:16]
 
 
-def compare_methods(args: argparse.Namespace, base: dict, **lengths) -> dict[str, list[dict]]:
-    """Train every method for seeds 0..N-1 (seed-major, so methods share load conditions);
-    results by method, in seed order. `lengths` go to `method_config`."""
+def run_jobs(jobs: list[tuple[str, int, dict]], workers: int, store: Path, train_missing: bool = True) -> list[dict]:
+    """Results in job order. Each finished run is appended to `store` (JSON lines) at once, and
+    runs already there are not trained again, so an interrupted experiment loses no finished
+    run and continues where it stopped; without `train_missing` only the stored runs come
+    back. `workers` > 1 trains that many at once, in spawned processes (forking a process
+    whose torch thread pool has started can hang)."""
+    done = {}
+    if store.exists():
+        for line in store.read_text().splitlines():
+            run = json.loads(line)
+            done[run["key"]] = run
+    todo = [job for job in jobs if run_key(job) not in done]
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already in {store}", flush=True)
+    if not train_missing:
+        return [done[run_key(job)] for job in jobs if run_key(job) in done]
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with store.open("a") as out:
+        def keep(run: dict) -> None:
+            done[run["key"]] = run
+            out.write(json.dumps(run) + "\n")
+            out.flush()
+        if workers == 1:
+            for job in todo:
+                keep(run_one(job))
+        else:
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for run in pool.imap_unordered(run_one, todo):
+                    keep(run)
+    return [done[run_key(job)] for job in jobs]
+
+
+def compare_methods(args: argparse.Namespace, base: dict, store: Path, **lengths) -> dict[str, list[dict]]:
+    """Train every method for seeds 0..N-1 (seed-major, so that whole seeds finish first and
+    methods share load conditions); results by method, in seed order. `lengths` go to
+    `method_config`."""
     methods = args.methods.split(",")
     jobs = [(method, seed, method_config(method, base, **lengths))
             for seed in range(args.seeds) for method in methods]
     runs: dict[str, list[dict]] = {method: [] for method in methods}
-    for result in run_jobs(jobs, args.workers):
+    for result in run_jobs(jobs, args.workers, store, train_missing=not args.report_only):
         runs[result["label"]].append(result)
-    return runs
+    return {method: results for method, results in runs.items() if results}
 
 
 # -- flags --------------------------------------------------------------------------
@@ -76,6 +109,8 @@ def method_args(parser: argparse.ArgumentParser, methods: tuple[str, ...], *, se
     parser.add_argument("--methods", default=",".join(methods),
                         help="comma-separated presets (models.presets); must include vae")
     parser.add_argument("--seeds", type=int, default=seeds, help="training seeds 0..N-1 (papers: 5)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the report from the runs stored so far, training none")
 
 
 def check_methods(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
