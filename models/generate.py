@@ -79,8 +79,10 @@ def reconstruct(model, tokens: torch.Tensor, lengths: torch.Tensor) -> list[list
     return decode(model, mu)
 
 
-def samples_text(model, vocab: Vocab, count: int = SAMPLES, generator: torch.Generator | None = None) -> str:
-    """samples.txt: for each of `count` prior draws, its greedy decoding and one sampled sentence."""
+def samples_text(model, vocab: Vocab, count: int = SAMPLES, seed: int = 0) -> str:
+    """samples.txt: for each of `count` prior draws, its greedy decoding and one sampled sentence
+    (both drawn with a generator seeded SEED, so a file is reproducible)."""
+    generator = torch.Generator().manual_seed(seed)
     z = prior_z(model, count, generator) if model.is_vae else None
     source = ("z ~ N(0, I) times the latent scale f (Scale-VAE's factor; 1 otherwise)" if model.is_vae
               else "the language model (no latent: every greedy line is the same)")

@@ -61,7 +61,7 @@ def _write_model_and_text(loop: Loop, out_dir: str) -> None:
         saved.save_model(loop, os.path.join(out_dir, saved.MODEL_FILE))
     except saved.ModelFileError as err:  # too large to share: the run itself is fine
         warnings.warn(f"{err}; no model file written", stacklevel=3)
-    texts = {SAMPLES_FILE: generate.samples_text(loop.model, loop.corpus.vocab, generator=loop.eval_generator(-2))}
+    texts = {SAMPLES_FILE: generate.samples_text(loop.model, loop.corpus.vocab, seed=loop.cfg.seed)}
     if loop.is_vae:
         texts[RECONSTRUCTIONS_FILE] = generate.reconstructions_text(loop.model, loop.corpus.valid, loop.corpus.vocab)
     for name, text in texts.items():

@@ -51,7 +51,7 @@ def test_prior_samples_are_scaled_by_the_latent_scale():
     model.latent_scale.copy_(torch.tensor([2.0, 0.5]))
     z = prior_z(model, 4, torch.Generator().manual_seed(0))
     assert torch.equal(z, torch.randn(4, 2, generator=torch.Generator().manual_seed(0)) * torch.tensor([2.0, 0.5]))
-    text = samples_text(model, WORDS, count=3, generator=torch.Generator().manual_seed(0))
+    text = samples_text(model, WORDS, count=3, seed=0)
     lines = text.splitlines()[1:]
     assert [line.split()[1] for line in lines[::2]] == ["greedy"] * 3 and all("<s>" not in line for line in lines)
     assert [line.split()[0] for line in lines[1::2]] == ["sampled"] * 3
