@@ -215,6 +215,10 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, 
     study = engine.load_study(str(tmp_path / "sweep_results" / "k"))
     assert len(study.trials) >= 6
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    # The Optuna storage holds every trial once, however often its end was reported.
+    mirror = optuna.load_study(study_name="k", storage=engine.storage_url(str(tmp_path / "sweep_results" / "k")))
+    mirrored = [t.user_attrs["tune_trial_id"] for t in mirror.trials]
+    assert len(mirrored) == len(set(mirrored)) and set(trial_ids) <= set(mirrored)
 
 
 BAD_SPACES = {
