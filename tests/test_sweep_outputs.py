@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 import models
-from sweeps import cli, engine
+from sweeps import cli, engine, tracking
 from tests.test_sweep_run import LR, REPO, artifacts, sweep_runs, write_space
 
 NAME = "outputs"
@@ -44,6 +44,10 @@ def test_the_ui_opens_the_sweep_as_model_training_with_its_plots(swept, mlflow_s
     assert {"pareto.png", "importances.png", "summary.txt"} <= artifacts(client, parent)
     summary = Path(client.download_artifacts(parent.info.run_id, "summary.txt", str(swept))).read_text()
     assert f"optuna-dashboard {engine.storage_url(str(swept / 'sweep_results' / NAME))}" in summary
+    # MLflow 3.17's UI takes its view from the link: the one printed opens the runs table.
+    link = tracking.ui_link(mlflow_server, experiment.experiment_id)
+    assert f"Browse: {link}" in summary
+    assert link.endswith(f"/#/experiments/{experiment.experiment_id}?workflowType=machine_learning")
     assert len(children) == 3 and all(r.data.tags["trial_status"] == "completed" for r in children)
 
 

@@ -111,7 +111,8 @@ def _where(record: dict, uri: str, status: str) -> dict[str, str]:
     where = {"Tune results": record["results"],
              "MLflow": f"experiment {record['name']}, parent run {record['parent_run_id']}"
                        + (f" in {os.path.join(record['mlflow_root'], tracking.DB_FILE)}" if local else f" at {uri}"),
-             "Browse": "python -m sweeps ui  (then open http://127.0.0.1:5000)" if local else uri,
+             "Browse": ("python -m sweeps ui  (then open the sweep's link it prints)" if local
+                        else tracking.ui_link(uri, record["experiment_id"])),
              "Optuna study": f"optuna-dashboard {engine.storage_url(record['results'])}"}
     if status != "FINISHED":
         where["Resume"] = f"python -m sweeps resume {record['name']}"

@@ -12,6 +12,14 @@ SPACE_DIR = "search_space"
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 """MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, "evaluation
 runs"); with it, on the runs table with nested trials and metric charts."""
+TRAINING_VIEW = "workflowType=machine_learning"
+"""MLflow 3.17's UI takes the view from its GenAI / Model training switch instead, which each
+browser remembers (GenAI at first), unless the link carries this query: ours do."""
+
+
+def ui_link(uri: str, experiment_id: str | None = None) -> str:
+    """The UI's page of an experiment (or of all experiments) in its model-training view."""
+    return f"{uri.rstrip('/')}/#/experiments{f'/{experiment_id}' if experiment_id else ''}?{TRAINING_VIEW}"
 
 
 def start_sweep_run(uri: str, name: str, params: dict, tags: dict, space_file: str) -> tuple[str, str]:
