@@ -106,9 +106,7 @@ class Decoder(nn.Module):
         if z is not None:
             z_flat = z.reshape(batch * samples, self.latent_dim)
             emb = torch.cat([emb, z_flat.unsqueeze(1).expand(-1, steps - 1, -1)], dim=-1)
-            # Reference code: c0 = W z, h0 = tanh(c0).
-            c0 = self.to_state(z_flat).unsqueeze(0)
-            state = (torch.tanh(c0), c0)
+            state = self.initial_state(z_flat)
         outputs, _ = self.lstm(emb, state)
         logits = self.to_vocab(self.dropout_out(outputs))  # (B*K, T-1, V)
         log_probs = torch.log_softmax(logits, dim=-1)
@@ -117,6 +115,24 @@ class Decoder(nn.Module):
         mask = (torch.arange(1, steps, device=tokens.device)[None, :] < lengths[:, None])
         mask = mask.unsqueeze(1).expand(batch, samples, steps - 1).reshape(batch * samples, steps - 1)
         return (token_lp * mask).sum(-1).view(batch, samples)
+
+
+    def initial_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LSTM's (h0, c0) for z (N, D): reference code, c0 = W z and h0 = tanh(c0)."""
+        c0 = self.to_state(z).unsqueeze(0)
+        return torch.tanh(c0), c0
+
+    def step(self, words: torch.Tensor, z: torch.Tensor | None, state) -> tuple[torch.Tensor, tuple]:
+        """One decoding step, for generation (no dropout): words (N,) are the previous words,
+        z (N, D) or None; state None starts from z. Returns the next word's logits (N, V) and
+        the state."""
+        if state is None and z is not None:
+            state = self.initial_state(z)
+        emb = self.embed(words).unsqueeze(1)  # (N, 1, E)
+        if z is not None:
+            emb = torch.cat([emb, z.unsqueeze(1)], dim=-1)
+        output, state = self.lstm(emb, state)
+        return self.to_vocab(output[:, 0]), state
 
 
 class TextVAE(nn.Module):

@@ -3,29 +3,36 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Callable
 
-from models import metrics, plots
+from models import generate, metrics, plots, saved
 from models.config import Config, parse_config, to_dict
 from models.loop import EpochReport, Loop
 
+SAMPLES_FILE = "samples.txt"
+RECONSTRUCTIONS_FILE = "reconstructions.txt"
 PLOT_SENTENCES = 200
 """Test sentences in the posterior-mean-space plot (He et al. plot 500; each costs 4001 decodes)."""
 
 
 def train(config: dict | Config | None = None,
           on_epoch: Callable[[EpochReport], bool | None] | None = None,
-          out_dir: str | None = None, resume_from: str | None = None) -> dict:
+          out_dir: str | None = None, resume_from: str | None = None, init_from: str | None = None) -> dict:
     """Train one configuration and return its test metrics and history.
 
     `on_epoch(report)` sees each epoch's metrics and may stop training by
     returning True; `resume_from` continues from a checkpoint written by
-    `report.save_checkpoint` or by a previous `out_dir` run.
+    `report.save_checkpoint` or by a previous `out_dir` run; `init_from` starts a fresh
+    run from a model file's weights (models/saved.py). `out_dir` receives the checkpoint,
+    metrics.json, the model file and the text files of models/generate.py.
     """
     cfg = parse_config(to_dict(config) if isinstance(config, Config) else config)
     loop = Loop(cfg)
     if resume_from is not None:
         loop.load(resume_from)
+    elif init_from is not None:
+        saved.init_weights(loop, init_from)
     stopped = loop.run(on_epoch)
     result = {
         "test": loop.test(),
@@ -35,15 +42,31 @@ def train(config: dict | Config | None = None,
         "best_val": loop.best_val,
         "stopped_early": stopped,
         "config": to_dict(cfg),
+        "init_from": init_from,
     }
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
         loop.save(os.path.join(out_dir, "checkpoint.pt"))
+        _write_model_and_text(loop, out_dir)
         if loop.is_vae and cfg.model.latent_dim == 1:
             _plot_posterior_mean_space(loop, os.path.join(out_dir, "posterior_mean_space.png"))
         with open(os.path.join(out_dir, "metrics.json"), "w") as fh:
             json.dump(result, fh, indent=2, default=float)
     return result
+
+
+def _write_model_and_text(loop: Loop, out_dir: str) -> None:
+    """The best model (test() loaded it) as a model file, and the text a person reads."""
+    try:
+        saved.save_model(loop, os.path.join(out_dir, saved.MODEL_FILE))
+    except saved.ModelFileError as err:  # too large to share: the run itself is fine
+        warnings.warn(f"{err}; no model file written", stacklevel=3)
+    texts = {SAMPLES_FILE: generate.samples_text(loop.model, loop.corpus.vocab, seed=loop.cfg.seed)}
+    if loop.is_vae:
+        texts[RECONSTRUCTIONS_FILE] = generate.reconstructions_text(loop.model, loop.corpus.valid, loop.corpus.vocab)
+    for name, text in texts.items():
+        with open(os.path.join(out_dir, name), "w") as fh:
+            fh.write(text)
 
 
 def _plot_posterior_mean_space(loop: Loop, path: str) -> None:

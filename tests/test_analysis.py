@@ -199,8 +199,9 @@ def test_sensitivity_multi_objective_importances_and_slices(logged, tmp_path, ca
     assert lam[0] > lr[0] and lam[2] > lr[2]  # fANOVA, both objectives: λ drives NLL and AU
     assert lam[1] + lr[1] == pytest.approx(1, abs=0.01)  # PED-ANOVA (too few trials to rank reliably)
     assert Path(prefix + "slices.png").stat().st_size > 0 and not Path(prefix + "curve.png").exists()
+    assert Path(prefix + "importances.png").stat().st_size > 0
     logged_files = {a.path for a in MlflowClient(logged).list_artifacts(Store(logged).sweep("imp").run_id, "analysis")}
-    assert "analysis/imp-slices.png" in logged_files
+    assert {"analysis/imp-slices.png", "analysis/imp-importances.png"} <= logged_files
 
 
 def test_sensitivity_single_objective_one_parameter_curve_with_seed_spread(logged, tmp_path, capsys):

@@ -129,6 +129,8 @@ def test_diverging_trial_is_failed_with_reason_and_sweep_goes_on(tmp_path, monke
             assert "test/nll" in run.data.metrics
     states = [t.state for t in engine.load_study(str(tmp_path / "sweep_results" / "div")).trials]
     assert states.count(optuna.trial.TrialState.FAIL) == len(diverged)
+    mirror = optuna.load_study(study_name="div", storage=engine.storage_url(str(tmp_path / "sweep_results" / "div")))
+    assert sorted(t.state for t in mirror.trials) == sorted(states)  # as the searcher was told
 
 
 def test_raising_trial_is_retried_then_failed_in_one_run(tmp_path, monkeypatch, mlflow_server, local_ray):
@@ -215,6 +217,10 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, 
     study = engine.load_study(str(tmp_path / "sweep_results" / "k"))
     assert len(study.trials) >= 6
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    # The Optuna storage holds every trial once, however often its end was reported.
+    mirror = optuna.load_study(study_name="k", storage=engine.storage_url(str(tmp_path / "sweep_results" / "k")))
+    mirrored = [t.user_attrs["tune_trial_id"] for t in mirror.trials]
+    assert len(mirrored) == len(set(mirrored)) and set(trial_ids) <= set(mirrored)
 
 
 BAD_SPACES = {

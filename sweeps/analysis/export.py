@@ -13,18 +13,23 @@ Criteria (only completed trials are candidates):
   "au>=16,kl<10"     constraints (<, <=, >, >=, ==, comma-separated); among the trials that
                      meet all of them, the lowest test NLL
 `--top K` ranks the candidates the same way (knee: front trials by distance, then the rest)
-and writes best-1.yaml ... best-K.yaml beside the --out name.
+and writes best-1.yaml ... best-K.yaml beside the --out name. `--with-weights DIR` also
+fetches each one's model file (models/saved.py) as DIR/best.pt (best-1.pt ...).
 """
 from __future__ import annotations
 
 import operator
+import os
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+import models
 from sweeps.analysis import trial_table
 from sweeps.analysis.pareto import front, metric_spec
 from sweeps.errors import UserError
@@ -86,6 +91,23 @@ def write_best(store: Store, ranked: pa.Table, criterion: str, out: str, top: in
     for i, (row, path) in enumerate(zip(chosen.to_pylist(), paths), 1):
         path.write_text(provenance(store, row, criterion, i, ranked.num_rows) + _config_text(store, row))
     return chosen.append_column("file", pa.array([str(p) for p in paths]))
+
+
+def write_weights(store: Store, chosen: pa.Table, directory: str) -> pa.Table:
+    """Fetch the model file of each trial `write_best` returned into DIRECTORY, named after its
+    config file (best.yaml -> DIRECTORY/best.pt); return the trials with a `weights` column."""
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for row in chosen.to_pylist():
+        target = os.path.join(directory, f"{Path(row['file']).stem}.pt")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = store.download(row["run_id"], models.MODEL_FILE, tmp)
+            if local is None:
+                raise UserError(f"trial {row['trial_id']} (run {row['run_id']}) has no {models.MODEL_FILE}: it ran "
+                                f"before trials logged model files, or its model was above the size limit")
+            shutil.move(local, target)
+        paths.append(target)
+    return chosen.append_column("weights", pa.array(paths))
 
 
 def _config_text(store: Store, row: dict) -> str:

@@ -4,10 +4,10 @@ The completed trials are replayed into an in-memory Optuna study per objective (
 works for any sweep on any tracking server, not just where Tune's state lives), with the
 distributions of the search space the sweep logged on its parent run; without one, every
 config value that varies between trials counts as a parameter over its observed range.
-Reports fANOVA and PED-ANOVA importances, plots each objective against each parameter
-(slices), and for a one-parameter study (seed aside) the curve of each objective against
-the parameter with its spread over seeds, as Li et al. Table 10 (λ) or Song et al.
-Table 3 (des_std) tabulate.
+Reports fANOVA and PED-ANOVA importances (tabled and as bars), plots each objective against
+each parameter (slices), and for a one-parameter study (seed aside) the curve of each
+objective against the parameter with its spread over seeds, as Li et al. Table 10 (λ) or
+Song et al. Table 3 (des_std) tabulate.
 """
 from __future__ import annotations
 
@@ -92,6 +92,11 @@ def study_for(done: pa.Table, dists: dict, metric: str, mode: str) -> optuna.Stu
     return study
 
 
+def scores(done: pa.Table, dists: dict, specs: list) -> dict[str, dict[str, dict[str, float]]]:
+    """Objective -> evaluator -> parameter -> importance, for each (metric, mode) of SPECS."""
+    return {metric: importances(study_for(done, dists, metric, mode)) for metric, mode in specs}
+
+
 def importances(study: optuna.Study) -> dict[str, dict[str, float]]:
     """Evaluator name -> parameter -> importance (fANOVA uses the parameters every trial has);
     empty when the objective is the same in every trial (nothing to attribute)."""
@@ -118,6 +123,28 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def importance_plot(scores_: dict, path: str) -> str:
+    """One panel per objective: each parameter's importance under each evaluator, as bars."""
+    plt = _plt()
+    params = sorted({p for by_evaluator in scores_.values() for found in by_evaluator.values() for p in found})
+    rows, width = np.arange(len(params)), 0.8 / len(EVALUATORS)
+    fig, axes = plt.subplots(1, len(scores_), figsize=(4.5 * len(scores_), 1.5 + 0.45 * len(params)),
+                             squeeze=False, constrained_layout=True)
+    for ax, (metric, by_evaluator) in zip(axes[0], scores_.items()):
+        for i, name in enumerate(EVALUATORS):
+            ax.barh(rows + i * width, [by_evaluator[name].get(p, 0.0) for p in params], height=width, label=name)
+        ax.set_yticks(rows + 0.4 - width / 2, params, fontsize=8)
+        if not any(by_evaluator.values()):
+            ax.text(0.5, 0.5, "the same in every trial", transform=ax.transAxes, ha="center", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("importance")
+        ax.set_title(metric, fontsize=9)
+    axes[0, 0].legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def slices(done: pa.Table, dists: dict, specs: list, path: str) -> str:

@@ -1,7 +1,7 @@
 """`python -m sweeps COMMAND ...`: one module per command.
 
 Each command module defines `HELP`, `add_arguments(parser)` and `main(args) -> int`.
-Expected failures (bad config, unknown sweep) are raised as `UserError` and
+Expected failures (bad config, unknown sweep, unusable model file) are raised as `UserError` and
 printed as one clear line with exit status 2, never a traceback.
 """
 from __future__ import annotations
@@ -14,6 +14,8 @@ from sweeps.errors import UserError
 
 COMMANDS = {
     "train": "sweeps.cli.train",
+    "evaluate": "sweeps.cli.evaluate",
+    "sample": "sweeps.cli.sample",
     "run": "sweeps.cli.run",
     "resume": "sweeps.cli.resume",
     "ui": "sweeps.cli.ui",
@@ -44,11 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from models.config import ConfigError
+    from models import ConfigError, ModelFileError
     from models.data import DataError
     try:
         return args._main(args) or 0
-    except (UserError, ConfigError, DataError) as err:
+    except (UserError, ConfigError, DataError, ModelFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

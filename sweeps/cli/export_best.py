@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=int, default=1, metavar="K", help=(
         "export the K best in criterion order, as OUT-1.yaml ... OUT-K.yaml beside OUT "
         "(best.yaml -> best-1.yaml, ...); knee ranks the front by distance, then the rest"))
+    parser.add_argument("--with-weights", metavar="DIR", help=(
+        "also fetch each exported trial's model file (weights, vocabulary, config) into DIR, "
+        "named after its config file: best.yaml -> DIR/best.pt"))
     add_tracking_option(parser)
 
 
@@ -35,7 +38,14 @@ def main(args: argparse.Namespace) -> int:
     with open_store(args.tracking_uri) as store:
         ranked = export.rank(trial_table.load(store, args.names), args.criterion)
         written = export.write_best(store, ranked, args.criterion, args.out, args.top)
-    print(trial_table.format_rows(written, ["sweep", "trial_id", "method", *export.SHOWN, "file"],
+        if args.with_weights:
+            written = export.write_weights(store, written, args.with_weights)
+    files = ["file", "weights"] if args.with_weights else ["file"]
+    print(trial_table.format_rows(written, ["sweep", "trial_id", "method", *export.SHOWN, *files],
                                   title=f"criterion {args.criterion}: {ranked.num_rows} candidate trials"))
     print(f"rerun: python -m sweeps train --config {written['file'].to_pylist()[0]} --out DIR")
+    if args.with_weights:
+        weights = written["weights"].to_pylist()[0]
+        print(f"use:   python -m sweeps evaluate {weights}; python -m sweeps sample {weights} --n 20; "
+              f"python -m sweeps train --config {written['file'].to_pylist()[0]} --init-from {weights} --out DIR")
     return 0

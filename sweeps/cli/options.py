@@ -1,12 +1,20 @@
-"""Options several commands share: the config options (--set, --dataset, --profile, --epochs, --seed; train,
-run, confirm), --config files (train, confirm) and --tracking-uri (the analysis commands)."""
+"""Options several commands share: the config options (--set, --dataset, --profile, --epochs, --seed;
+train, run, confirm), --config files (train, confirm), --tracking-uri (the analysis commands) and a
+model given as a file or a trial's run (evaluate, sample)."""
 from __future__ import annotations
 
 import argparse
+import os
+import re
 
 import yaml
 
+import models
 from models.config import ConfigError
+from sweeps.errors import UserError
+from sweeps.tracking import open_store
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def add_tracking_option(parser: argparse.ArgumentParser) -> None:
@@ -63,3 +71,22 @@ def read_config_file(path: str) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config sections")
     return data
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="RUN_ID_OR_FILE",
+                        help=f"a model file ({models.MODEL_FILE} from train --out, or from export-best --with-weights), "
+                             "or the MLflow run id of a completed trial, whose model file is fetched")
+    add_tracking_option(parser)
+
+
+def model_file(args: argparse.Namespace, directory: str) -> str:
+    """The local path of the model `args.model` names: the file, or the run's model file
+    downloaded into DIRECTORY through the tracking server."""
+    if os.path.exists(args.model) or not RUN_ID.fullmatch(args.model):
+        return args.model  # a missing file is reported by models, naming it
+    with open_store(args.tracking_uri) as store:
+        local = store.download(args.model, models.MODEL_FILE, directory)
+        if local is None:
+            raise UserError(f"run {args.model} at {store.uri} has no {models.MODEL_FILE} (not a completed trial?)")
+    return local

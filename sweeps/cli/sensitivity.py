@@ -29,10 +29,10 @@ def main(args: argparse.Namespace) -> int:
         if not dists:
             print(f"{args.name}: no parameter varies between the {done.num_rows} completed trials")
             return 0
-        scores = {metric: sensitivity.importances(sensitivity.study_for(done, dists, metric, mode))
-                  for metric, mode in specs}
+        scores = sensitivity.scores(done, dists, specs)
         prefix = args.prefix if args.prefix is not None else f"{args.name}-"
-        files = [sensitivity.slices(done, dists, specs, f"{prefix}slices.png")]
+        files = [sensitivity.importance_plot(scores, f"{prefix}importances.png"),
+                 sensitivity.slices(done, dists, specs, f"{prefix}slices.png")]
         searched = [k for k in dists if k != sensitivity.SEED]
         if len(searched) == 1:
             text, path = sensitivity.curve(done, searched[0], specs, f"{prefix}curve.png")

@@ -1,9 +1,10 @@
 """A sweep on disk, and running it: shared by `run`, `resume`, `confirm` and `submit`.
 
 Tune's experiment lives in ./sweep_results/NAME (or $SWEEPS_STORAGE/NAME), beside
-`sweep.json` (the record: everything `resume` needs) and a copy of the space file.
-`execute` runs or resumes the sweep a record describes: the MLflow server (unless the
-record names one), the sweep's parent run, Ray, the Tune experiment, the summary.
+`sweep.json` (the record: everything `resume` needs), a copy of the space file and
+`optuna.db` (the Optuna study, for Optuna's tools). `execute` runs or resumes the sweep a
+record describes: the MLflow server (unless the record names one), the sweep's parent run,
+Ray, the Tune experiment, the summary and plots.
 """
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 from sweeps import tracking
+from sweeps.analysis import overview
 from sweeps.errors import UserError
 from sweeps.space import SearchSpace, SpaceError, load_space
 
@@ -76,35 +79,41 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
         (results / RECORD_FILE).write_text(json.dumps(record, indent=2))
     ctx = engine.TrialContext(space, record["overrides"], uri, record["experiment_id"],
                                     record["parent_run_id"])
-    rows, status = [], "FAILED"
-    try:
-        rows = engine.fit(ctx, record["name"], str(results.parent), trials=record["trials"],
-                                max_concurrent=record["max_concurrent"], cpus=record["cpus"],
-                                gpus=record["gpus"], epochs=record["epochs"], seed=record["seed"],
-                                restore=restore)
-        lost = tracking.delete_lost_runs(uri, record["experiment_id"], record["parent_run_id"],
-                                         {r.trial_id for r in rows})
-        if lost:
-            print(f"deleted {lost} MLflow run(s) of trials lost with the interrupted driver")
-        unfinished = len(rows) < record["trials"] or any(r.outcome in ("running", "pending") for r in rows)
-        status = "KILLED" if unfinished else "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        report = engine.summary(rows, space.objectives, record["name"], _where(record, uri, status))
-        tracking.finish_sweep_run(uri, record["parent_run_id"], status, {
-            "summary.txt": report, "trials.csv": engine.trials_csv(rows, space.objectives)})
-        print(report)
+    rows, status, plots = [], "FAILED", []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            rows = engine.fit(ctx, record["name"], str(results.parent), trials=record["trials"],
+                              max_concurrent=record["max_concurrent"], cpus=record["cpus"],
+                              gpus=record["gpus"], epochs=record["epochs"], seed=record["seed"],
+                              restore=restore)
+            lost = tracking.delete_lost_runs(uri, record["experiment_id"], record["parent_run_id"],
+                                             {r.trial_id for r in rows})
+            if lost:
+                print(f"deleted {lost} MLflow run(s) of trials lost with the interrupted driver")
+            unfinished = len(rows) < record["trials"] or any(r.outcome in ("running", "pending") for r in rows)
+            status = "KILLED" if unfinished else "FINISHED"
+            # The sweep's own plots go on its parent run, where the MLflow UI shows them.
+            plots = overview.sweep_plots(tracking.Store(uri), record["name"], space, tmp)
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            report = engine.summary(rows, space.objectives, record["name"], _where(record, uri, status))
+            tracking.finish_sweep_run(uri, record["parent_run_id"], status, {
+                "summary.txt": report, "trials.csv": engine.trials_csv(rows, space.objectives)}, tuple(plots))
+            print(report)
     return 0 if status == "FINISHED" else 130
 
 
 def _where(record: dict, uri: str, status: str) -> dict[str, str]:
+    from sweeps import engine
     local = not record["tracking_uri"]
     where = {"Tune results": record["results"],
              "MLflow": f"experiment {record['name']}, parent run {record['parent_run_id']}"
                        + (f" in {os.path.join(record['mlflow_root'], tracking.DB_FILE)}" if local else f" at {uri}"),
-             "Browse": "python -m sweeps ui  (then open http://127.0.0.1:5000)" if local else uri}
+             "Browse": ("python -m sweeps ui  (then open the sweep's link it prints)" if local
+                        else tracking.ui_link(uri, record["experiment_id"])),
+             "Optuna study": f"optuna-dashboard {engine.storage_url(record['results'])}"}
     if status != "FINISHED":
         where["Resume"] = f"python -m sweeps resume {record['name']}"
     return where

@@ -1,4 +1,4 @@
-"""`sweeps train`: train one configuration and write its metrics and checkpoint."""
+"""`sweeps train`: train one configuration and write its metrics, checkpoint, model file and text."""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--valid", help="validation split file")
     parser.add_argument("--test", help="test split file")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--out", required=True, help="output directory for metrics.json and checkpoint.pt")
+    parser.add_argument("--init-from", metavar="FILE", help=f"start from the weights of a model file ({models.MODEL_FILE}; "
+                                                             "its vocabulary and architecture must be this config's)")
+    parser.add_argument("--out", required=True, help=f"output directory: metrics.json, checkpoint.pt, {models.MODEL_FILE}, "
+                                                     f"{models.SAMPLES_FILE}, {models.RECONSTRUCTIONS_FILE}")
 
 
 def resolve_config(args: argparse.Namespace) -> dict:
@@ -48,17 +51,20 @@ def _print_epoch(report: models.EpochReport) -> None:
           f"lr {m['lr']:.3g}  ({m['epoch_time']:.1f}s)", flush=True)
 
 
+def test_line(test: dict[str, float]) -> str:
+    return "test  " + "  ".join(f"{k} {v:.3f}" for k, v in test.items())
+
+
 def main(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     models.parse_config(config)  # refuse bad input before loading any data
     try:
-        result = models.train(config, on_epoch=_print_epoch, out_dir=args.out)
+        result = models.train(config, on_epoch=_print_epoch, out_dir=args.out, init_from=args.init_from)
     except models.TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    test = result["test"]
-    print("test  " + "  ".join(f"{k} {v:.3f}" for k, v in test.items()))
+    print(test_line(result["test"]))
     with open(os.path.join(args.out, "config.yaml"), "w") as fh:
         yaml.safe_dump(result["config"], fh, sort_keys=False)
-    print(f"wrote {os.path.join(args.out, 'metrics.json')}")
+    print(f"wrote {', '.join(sorted(os.listdir(args.out)))} in {args.out}")
     return 0

@@ -21,7 +21,11 @@ def main(args: argparse.Namespace) -> int:
                         "first (a sweep with --tracking-uri is browsed on that server)")
     try:
         with tracking.local_server(".", port=args.port) as server:
-            print(f"MLflow UI at {server.ready()}  (Ctrl-C to stop)", flush=True)
+            uri = server.ready()
+            print(f"MLflow UI at {tracking.ui_link(uri)}  (Ctrl-C to stop)", flush=True)
+            store = tracking.Store(uri)
+            for name in store.sweep_names():  # links that open the UI's model-training view
+                print(f"  {name:<30} {tracking.ui_link(uri, store.sweep(name).experiment_id)}", flush=True)
             while True:
                 time.sleep(3600)
     except tracking.TrackingError as err:

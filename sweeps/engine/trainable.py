@@ -7,7 +7,6 @@ and ends with a result marked by `trial_status` (see search.ParetoSafeOptunaSear
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import socket
 import tempfile
@@ -82,8 +81,11 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
             raise  # worker-side trouble: Tune retries it (FailureConfig) from the checkpoint
         test = {f"test/{k}": v for k, v in result["test"].items()}
         run.log_final(result["epochs"], {**test, "wall_time": result["wall_time"]})
-        for figure in sorted(glob.glob(os.path.join(out_dir, "*.png"))):  # figures models wrote
-            run.client.log_artifact(run.run_id, figure)
+        # What models wrote for people (figures, samples.txt, reconstructions.txt) and the model
+        # file, not the checkpoint: optimiser state for resuming, which the trial no longer needs.
+        for name in sorted(os.listdir(out_dir)):
+            if name.endswith((".png", ".txt")) or name == models.MODEL_FILE:
+                run.client.log_artifact(run.run_id, os.path.join(out_dir, name))
         run.finish("completed")
         _report_end("completed", result["epochs"], test)
 

@@ -1,7 +1,8 @@
 """The Tuner: a local Ray (or the cluster's), the sweep's Tune experiment, the driver's callback.
 
 `fit` runs or resumes a sweep and returns every trial's row; the callback keeps the live
-table and ends the MLflow runs of trials stopped from outside their process.
+table, ends the MLflow runs of trials stopped from outside their process and writes each
+finished trial to the sweep's Optuna storage (study.py).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ray import tune
 from sweeps import tracking
 from sweeps.engine.progress import Progress, TrialRow
 from sweeps.engine.search import Asha, tune_config
+from sweeps.engine.study import StudyMirror
 from sweeps.engine.trainable import TrialContext, run_trial
 
 MAX_FAILURES = 2
@@ -44,6 +46,7 @@ class _Live:
     ctx: TrialContext
     progress: Progress
     rows: list[TrialRow]
+    study: StudyMirror
 
 
 _LIVE: dict[str, _Live] = {}
@@ -51,8 +54,9 @@ _LIVE: dict[str, _Live] = {}
 
 
 class _SweepCallback(tune.Callback):
-    """Driver side: the live table, and ending the MLflow runs of trials whose process was
-    stopped from outside (pruned by ASHA, lost), which cannot end their runs themselves.
+    """Driver side: the live table, ending the MLflow runs of trials whose process was
+    stopped from outside (pruned by ASHA, lost), which cannot end their runs themselves, and
+    the Optuna storage's copy of every finished trial.
 
     Tune pickles callbacks into the experiment and restores them on resume, when the tracking
     server may have a new address: this one carries only the sweep name and looks up the
@@ -74,12 +78,17 @@ class _SweepCallback(tune.Callback):
         if result.get("done") and "trial_status" not in result:
             result["trial_status"] = "pruned"
 
+    def _record(self, trial, outcome_name: str | None) -> None:
+        _LIVE[self.name].study.record(trial.trial_id, dict(trial.config), outcome_name, trial.last_result)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         if trial.last_result.get("trial_status") == "pruned":
             self._close(trial, "pruned", f"stopped by ASHA after epoch {trial.last_result.get('epoch')}")
+        self._record(trial, trial.last_result.get("trial_status"))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._close(trial, "failed", trial.get_error() or "the trial's process failed")
+        self._record(trial, "failed")
 
     def on_step_end(self, iteration, trials, **info):
         live = _LIVE[self.name]
@@ -88,6 +97,8 @@ class _SweepCallback(tune.Callback):
 
     def on_experiment_end(self, trials, **info):
         _LIVE[self.name].rows = trial_rows(trials)  # a resumed sweep with nothing left takes no step
+        for trial in trials:  # trials that ended before this version wrote the storage
+            self._record(trial, outcome(trial))
 
 
 @contextlib.contextmanager
@@ -124,9 +135,10 @@ def fit(ctx: TrialContext, name: str, storage: str, *, trials: int, max_concurre
         asha: Asha = Asha()) -> list[TrialRow]:
     """Run (or, with restore, resume) the sweep; return every trial's final row."""
     progress = Progress(trials, epochs, ctx.space.objectives)
-    _LIVE[name] = live = _Live(ctx, progress, [])
-    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": cpus, "gpu": gpus})
     path = os.path.join(storage, name)
+    os.makedirs(path, exist_ok=True)
+    _LIVE[name] = live = _Live(ctx, progress, [], StudyMirror(path, name, ctx.space))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": cpus, "gpu": gpus})
     try:
         if restore:
             # Trials, searcher (the Optuna study) and scheduler state come from the experiment

@@ -10,8 +10,8 @@ matplotlib besides; of sweeps only `errors`.
 from sweeps.tracking.server import (ARTIFACTS_DIR, DB_FILE, Server, TrackingError, check_uri, free_port,
                                     local_server, server_command, server_environment)
 from sweeps.tracking.store import Store, Sweep, TrialRecord, open_store
-from sweeps.tracking.sweep_run import (PARENT_TAG, TRIAL_TAG, delete_lost_runs, finish_sweep_run, load_runs,
-                                       reopen_run, start_sweep_run)
+from sweeps.tracking.sweep_run import (EXPERIMENT_KIND, PARENT_TAG, TRIAL_TAG, delete_lost_runs, finish_sweep_run,
+                                       load_runs, reopen_run, start_sweep_run, ui_link)
 from sweeps.tracking.trial_run import (CONFIG_ARTIFACT, DIVERGED, OUTCOME_STATUS, TrialRun, close_trial_run,
                                        flatten)
 
@@ -20,8 +20,8 @@ __all__ = [
     "ARTIFACTS_DIR", "DB_FILE", "Server", "TrackingError", "check_uri", "free_port", "local_server",
     "server_command", "server_environment",
     # the write side
-    "PARENT_TAG", "TRIAL_TAG", "delete_lost_runs", "finish_sweep_run", "load_runs", "reopen_run",
-    "start_sweep_run", "CONFIG_ARTIFACT", "DIVERGED", "OUTCOME_STATUS", "TrialRun", "close_trial_run",
+    "EXPERIMENT_KIND", "PARENT_TAG", "TRIAL_TAG", "delete_lost_runs", "finish_sweep_run", "load_runs",
+    "reopen_run", "start_sweep_run", "ui_link", "CONFIG_ARTIFACT", "DIVERGED", "OUTCOME_STATUS", "TrialRun", "close_trial_run",
     "flatten",
     # the read side
     "Store", "Sweep", "TrialRecord", "open_store",

@@ -112,12 +112,18 @@ class Store:
         """(step, value) of every logged value of metric KEY, by step."""
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
 
+    def download(self, run_id: str, path: str, directory: str) -> str | None:
+        """Download a run's artifact PATH into DIRECTORY; its local path, or None if it has none."""
+        try:
+            return self.client.download_artifacts(run_id, path, directory)
+        except Exception:  # MLflow raises different types per artifact store for a missing file
+            return None
+
     def text(self, run_id: str, path: str) -> str | None:
         """A text artifact of a run, or None when it has none at PATH."""
         with tempfile.TemporaryDirectory() as tmp:
-            try:
-                local = self.client.download_artifacts(run_id, path, tmp)
-            except Exception:  # MLflow raises different types per artifact store for a missing file
+            local = self.download(run_id, path, tmp)
+            if local is None:
                 return None
             with open(local) as fh:
                 return fh.read()

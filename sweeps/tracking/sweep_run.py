@@ -9,6 +9,17 @@ PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "tune_trial_id"
 SPACE_DIR = "search_space"
 """Artifact folder of the search-space file on the parent run."""
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+"""MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, "evaluation
+runs"); with it, on the runs table with nested trials and metric charts."""
+TRAINING_VIEW = "workflowType=machine_learning"
+"""MLflow 3.17's UI takes the view from its GenAI / Model training switch instead, which each
+browser remembers (GenAI at first), unless the link carries this query: ours do."""
+
+
+def ui_link(uri: str, experiment_id: str | None = None) -> str:
+    """The UI's page of an experiment (or of all experiments) in its model-training view."""
+    return f"{uri.rstrip('/')}/#/experiments{f'/{experiment_id}' if experiment_id else ''}?{TRAINING_VIEW}"
 
 
 def start_sweep_run(uri: str, name: str, params: dict, tags: dict, space_file: str) -> tuple[str, str]:
@@ -16,6 +27,8 @@ def start_sweep_run(uri: str, name: str, params: dict, tags: dict, space_file: s
     client = connect(uri)
     experiment = client.get_experiment_by_name(name)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    for key, value in EXPERIMENT_KIND.items():  # also on an experiment an older version created
+        client.set_experiment_tag(experiment_id, key, value)
     run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     log_params(client, run_id, {k: str(v)[:6000] for k, v in params.items()})
     client.log_artifact(run_id, space_file, SPACE_DIR)
@@ -26,11 +39,13 @@ def reopen_run(uri: str, run_id: str) -> None:
     connect(uri).update_run(run_id, status="RUNNING")
 
 
-def finish_sweep_run(uri: str, run_id: str, status: str, files: dict[str, str]) -> None:
-    """Attach the sweep-level text artifacts (name -> content) and end the parent run."""
+def finish_sweep_run(uri: str, run_id: str, status: str, files: dict[str, str], plots: tuple[str, ...] = ()) -> None:
+    """Attach the sweep-level text artifacts (name -> content) and plot files, and end the parent run."""
     client = connect(uri)
     for name, text in files.items():
         client.log_text(run_id, text, name)
+    for path in plots:
+        client.log_artifact(run_id, path)
     client.set_terminated(run_id, status)
 
 
