@@ -30,10 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     base = {"threads": 1, "device": "cpu", "seed": args.seed, "train": {"max_epochs": args.epochs},
             "eval": {"iw_samples": 50, "iw_batch": 50}}
+    sets: dict = {}
     for text in args.overrides:
         key, _, value = text.partition("=")
-        set_dotted(base, key, yaml.safe_load(value))
-    result = train(method_config(args.method, base), on_epoch=lambda r: print(line(r), flush=True))
+        set_dotted(sets, key, yaml.safe_load(value))
+    config = method_config(args.method, base, overrides={args.method: sets})  # --set over the preset
+    result = train(config, on_epoch=lambda r: print(line(r), flush=True))
     test = result["test"]
     print(f"test (50 IW samples): NLL {test['nll']:.2f}  KL {test['kl']:.2f}  MI {test['mi']:.3f}  "
           f"AU {test['au']:.0f}  wall {result['wall_time']:.0f}s", flush=True)
