@@ -95,12 +95,13 @@ def elbo_terms(model, split, *, batch_size: int, device, generator=None) -> dict
 
 
 def iw_log_likelihood(model, tokens: torch.Tensor, lengths: torch.Tensor, *, samples: int,
-                      samples_per_pass: int, generator=None) -> torch.Tensor:
+                      samples_per_pass: int, pass_mib: float | None = None, generator=None) -> torch.Tensor:
     """(B,) importance-weighted estimate of log p(x) (Burda et al.; He et al. §6.1, k = 500).
 
-    Proposal q = N(μ, σ²) from `model.posterior`, prior `model.log_prior`. All `samples`
-    noises are drawn up front and decoded `samples_per_pass` at a time, and the log-sum-exp
-    runs over all k weights at once, so the pass size changes memory, never the value.
+    Proposal q = N(μ, σ²) from `model.posterior`, encoded once; prior `model.log_prior`. All
+    `samples` noises are drawn up front, handed to the decoder `samples_per_pass` per sentence at
+    a time, and scored there in passes of `pass_mib` MiB (`Decoder.log_prob`); the log-sum-exp
+    runs over all k weights at once, so neither size changes the value beyond float rounding.
     Exact log p(x) for an LM. Call under no_grad in eval mode (the split-level functions do).
     """
     if not model.is_vae:
@@ -110,7 +111,8 @@ def iw_log_likelihood(model, tokens: torch.Tensor, lengths: torch.Tensor, *, sam
     mu, logvar = model.posterior(tokens, lengths)
     z = _sample(mu, logvar, samples, _rng(generator))  # (B, k, D)
     log_q = _log_normal(z, mu.unsqueeze(1), logvar.unsqueeze(1))  # (B, k)
-    log_px_z = torch.cat([model.decode_log_prob(tokens, lengths, z[:, start:start + samples_per_pass])
+    log_px_z = torch.cat([model.decode_log_prob(tokens, lengths, z[:, start:start + samples_per_pass],
+                                                pass_mib=pass_mib)
                           for start in range(0, samples, samples_per_pass)], dim=1)
     log_w = log_px_z + model.log_prior(z) - log_q
     return torch.logsumexp(log_w, dim=1) - math.log(samples)
@@ -118,14 +120,14 @@ def iw_log_likelihood(model, tokens: torch.Tensor, lengths: torch.Tensor, *, sam
 
 @_evaluating
 def iw_nll(model, split, *, samples: int, samples_per_pass: int, batch_size: int, device,
-           generator=None) -> dict[str, float]:
+           pass_mib: float | None = None, generator=None) -> dict[str, float]:
     """NLL = mean over sentences of −log p(x) (IW estimate; exact for an LM), and
     PPL = exp(Σ −log p(x) / split.num_tokens)."""
     total = 0.0
     generator = _rng(generator)
     for tokens, lengths in _batches(split, batch_size, device):
-        total -= iw_log_likelihood(model, tokens, lengths, samples=samples,
-                                   samples_per_pass=samples_per_pass, generator=generator).sum().item()
+        total -= iw_log_likelihood(model, tokens, lengths, samples=samples, samples_per_pass=samples_per_pass,
+                                   pass_mib=pass_mib, generator=generator).sum().item()
     return {"nll": total / split.num_sentences, "ppl": _ppl(total, split)}
 
 
@@ -194,7 +196,7 @@ def evaluate(model, split, cfg: EvalConfig, *, batch_size: int, device, generato
     out = elbo_terms(model, split, batch_size=batch_size, device=device, generator=generator)
     if iw and model.is_vae:
         out.update(iw_nll(model, split, samples=cfg.iw_samples, samples_per_pass=cfg.iw_batch,
-                          batch_size=batch_size, device=device, generator=generator))
+                          batch_size=batch_size, device=device, pass_mib=cfg.pass_mib, generator=generator))
     elif iw:
         out.update(nll=out["recon"], ppl=_ppl(out["recon"] * split.num_sentences, split))
     if mi and model.is_vae:
@@ -211,13 +213,13 @@ def evaluate(model, split, cfg: EvalConfig, *, batch_size: int, device, generato
 @_evaluating
 def posterior_mean_space(model, split, *, batch_size: int, device, grid=(-20.0, 20.0, 0.01),
                          max_sentences: int | None = None,
-                         rows_per_pass: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+                         pass_mib: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(μ_θ, μ_φ), each (N,), for a scalar latent (He et al. §2.3, App. A Eq. 6).
 
     μ_θ(x) = Σ_i z_i p(z_i|x) with p(z|x) ∝ p(x|z) p(z) normalised over the grid
     lo, lo + step, .., hi (4001 points by default); μ_φ(x) the posterior mean. Sentences are
-    the first `max_sentences` in the split's batch order; the decoder scores at most
-    `rows_per_pass` (sentence, grid point) pairs at a time.
+    the first `max_sentences` in the split's batch order; the decoder scores the (sentence, grid
+    point) pairs in passes of `pass_mib` MiB.
     """
     if not model.is_vae or model.latent_dim != 1:
         raise ValueError("the posterior mean space needs a VAE with latent_dim 1, got "
@@ -227,10 +229,8 @@ def posterior_mean_space(model, split, *, batch_size: int, device, grid=(-20.0, 
     log_prior = model.log_prior(points.unsqueeze(-1))  # (G,)
     mu_theta, mu_phi = [], []
     for tokens, lengths in _batches(split, batch_size, device, max_sentences):
-        per_pass = max(1, rows_per_pass // len(tokens))
-        log_px_z = torch.cat([  # (B, G)
-            model.decode_log_prob(tokens, lengths, part.view(1, -1, 1).expand(len(tokens), -1, 1))
-            for part in points.split(per_pass)], dim=1)
+        z = points.view(1, -1, 1).expand(len(tokens), -1, 1)
+        log_px_z = model.decode_log_prob(tokens, lengths, z, pass_mib=pass_mib)  # (B, G)
         mu_theta.append(((log_px_z + log_prior).softmax(dim=1) * points).sum(1))
         mu_phi.append(model.posterior(tokens, lengths)[0].squeeze(-1))
     return torch.cat(mu_theta).cpu().numpy(), torch.cat(mu_phi).cpu().numpy()
