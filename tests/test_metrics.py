@@ -91,6 +91,35 @@ def test_mi_matches_the_gaussian_closed_form_over_the_whole_split():
     assert estimate == pytest.approx(expected, abs=0.05)
 
 
+@pytest.mark.parametrize("chunk_elements", [1 << 20, 40])
+def test_mi_equals_the_direct_sum_over_every_posterior(monkeypatch, chunk_elements):
+    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", chunk_elements)  # 40: one z row per chunk
+    n, dim, samples = 40, 3, 2
+    mu = 2 * torch.randn(n, dim, generator=gen(1))
+    logvar = torch.randn(n, dim, generator=gen(2)) - 2
+    z = M._sample(mu, logvar, samples, gen(3)).double()  # the draws mutual_info_from makes
+    mu, logvar = mu.double(), logvar.double()
+    log_q_zx = M._log_normal(z, mu[:, None], logvar[:, None])  # (N, S)
+    log_qz = torch.logsumexp(M._log_normal(z.reshape(-1, 1, dim), mu, logvar), 1) - math.log(n)  # (N·S, N, D)
+    expected = (log_q_zx.mean() - log_qz.mean()).item()
+    assert M.mutual_info_from(mu.float(), logvar.float(), samples=samples, generator=gen(3)) == \
+        pytest.approx(expected, abs=1e-9)
+
+
+def test_evaluate_gives_what_the_separate_metrics_give_from_the_same_stream():
+    # evaluate encodes the split once for −ELBO, MI and AU; the values must be those of the
+    # separate passes, drawing from one generator in the same order.
+    model, split = tiny_model(latent_dim=2), random_split(20)
+    cfg = EvalConfig(iw_samples=10, iw_batch=4, mi_samples=2)
+    stream = gen(5)
+    expected = M.elbo_terms(model, split, batch_size=6, device=CPU, generator=stream)
+    expected.update(M.iw_nll(model, split, samples=10, samples_per_pass=4, batch_size=6, device=CPU,
+                             generator=stream))
+    expected.update(mi=M.mutual_info(model, split, batch_size=6, device=CPU, generator=stream, samples=2),
+                    au=float(M.active_units(model, split, batch_size=6, device=CPU)))
+    assert M.evaluate(model, split, cfg, batch_size=6, device=CPU, generator=gen(5)) == expected
+
+
 def test_active_units_count_dimensions_whose_mean_varies():
     variances = torch.tensor([0.5, 0.02, 0.005, 0.0])
     signs = torch.tensor([1.0, -1.0]).repeat(50).unsqueeze(1)  # (100, 1), mean 0
