@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import models
-from models.loop import Loop
+from models.loop import Loop, step
 from models.nets import padding_mask
 from models.config import parse_config
 from tests.helpers import tiny_config
@@ -156,6 +156,29 @@ def test_one_length_batches_skip_packing_with_the_loss_bit_for_bit(tmp_path, poo
         assert torch.equal(fast[key], general[key]), key
     for a, b in zip(fast_grads, general_grads):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("make", [lambda ps: torch.optim.SGD(ps, lr=0.7),
+                                  lambda ps: torch.optim.SGD(ps, lr=0.7, momentum=0.9),
+                                  lambda ps: torch.optim.Adam(ps, lr=0.1)])
+def test_step_is_the_optimizers_step_bit_for_bit(make):
+    # Plain SGD takes the one-update shortcut; anything else is the optimizer's own step.
+    gens = torch.Generator().manual_seed(0)
+    start = [torch.randn(shape, generator=gens) for shape in ((5, 3), (7,), (2, 2))]
+    grads = [torch.randn_like(t) for t in start]
+    stepped = []
+    for update in (lambda opt: opt.step(), step):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        params[2].grad = None  # a parameter without a gradient is left alone
+        opt = make(params)
+        for _ in range(2):
+            update(opt)
+        stepped.append(params)
+    for ours, theirs in zip(*stepped):
+        assert torch.equal(ours, theirs)
+    assert not torch.equal(stepped[0][0], start[0]) and torch.equal(stepped[0][2], start[2])
 
 
 def test_evaluation_pass_budget_changes_no_metric(tmp_path):
