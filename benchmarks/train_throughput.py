@@ -1,49 +1,243 @@
-"""Training tokens/s and IW-NLL evaluation sentences/s on the synthetic configuration.
+"""Our training step, IW-NLL and validation against a minimal reference implementation of He et
+al.'s code (benchmarks/reference.py), on the synthetic configuration (He et al. App. B.1: 50/50
+LSTMs and embeddings, latent 32, vocabulary 1,004, decoder dropout 0.5).
 
-    python benchmarks/train_throughput.py [--sentences N] [--iw-sentences N] [--device auto]
+    python benchmarks/train_throughput.py [--threads 2] [--rounds 30] [--only train,iw,validation]
 
-Prints a markdown table. The model is He et al.'s synthetic setting (50/50 LSTMs,
-32-d latent); IW-NLL uses k = 500 importance samples as in the papers.
+Prints a markdown table per measure, headed by the machine, torch version, thread count and load
+average. The two implementations alternate within one run (the order flips every round) on the
+same batches, so a machine that other jobs load slows both alike: read the ratios, which are
+medians over rounds of reference time / our time. Peak memory is measured in a fresh process per
+implementation (the growth of the peak resident set during the IW-NLL run).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
+import os
 import platform
+import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from models import metrics
-from models.config import parse_config
-from models.loop import Loop, available_cpus
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's models, not an installed one
+
+from models import metrics  # noqa: E402
+from models.config import parse_config  # noqa: E402
+from models.loop import Loop  # noqa: E402
+from reference import ReferenceVAE, make_optimizers, nll_iw, train_step  # noqa: E402
+
+K = 500  # importance samples, as in the papers
+
+
+def build(args, batch_size: int, sentences: int) -> tuple[Loop, ReferenceVAE]:
+    """Our loop on the synthetic profile and a reference model holding the same weights."""
+    cfg = parse_config({"threads": args.threads, "device": args.device,
+                        "data": {"batch_size": batch_size, "synthetic_sentences": sentences,
+                                 "cache_dir": args.cache}})
+    loop = Loop(cfg)
+    ref = ReferenceVAE(len(loop.corpus.vocab)).to(loop.device)
+    ours = loop.model
+    pairs = [(ref.enc_embed, ours.encoder.embed), (ref.enc_lstm, ours.encoder.lstm),
+             (ref.enc_linear, ours.encoder.to_posterior), (ref.dec_embed, ours.decoder.embed),
+             (ref.trans_linear, ours.decoder.to_state), (ref.dec_lstm, ours.decoder.lstm),
+             (ref.pred_linear, ours.decoder.to_vocab)]
+    for theirs, mine in pairs:
+        theirs.load_state_dict(mine.state_dict())
+    return loop, ref
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def alternate(runs: dict, rounds: int, device: torch.device) -> dict[str, list[tuple[float, float]]]:
+    """(wall s, CPU s) of each named run per round, the order flipping every round."""
+    names = list(runs)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            sync(device)
+            wall, cpu = time.perf_counter(), time.process_time()
+            runs[name]()
+            sync(device)
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return times
+
+
+def ratio(times: dict, clock: int) -> str:
+    """Median and interquartile range over rounds of reference time / our time on `clock` (0 wall,
+    1 CPU time of this process)."""
+    values = sorted(ref[clock] / ours[clock] for ref, ours in zip(times["reference"], times["ours"]))
+    quartile = len(values) // 4
+    return f"{statistics.median(values):.2f} ({values[quartile]:.2f}–{values[-1 - quartile]:.2f})"
+
+
+def rate(count: float, times: list[tuple[float, float]]) -> float:
+    return count / statistics.median(wall for wall, _ in times)
+
+
+def bench_train(args) -> None:
+    print("\n### Training step (SGD, clip 5, dropout 0.5; one update per batch)\n")
+    print("| batch | reference tokens/s | ours tokens/s | ratio, wall (IQR) | ratio, CPU time (IQR) |")
+    print("|---|---|---|---|---|")
+    for batch_size in (32, 16):
+        loop, ref = build(args, batch_size, args.sentences)
+        batches = list(itertools.islice(loop.shuffled(), args.steps))
+        tokens = sum(b.tokens.size(0) * (b.tokens.size(1) - 1) for b in batches)
+        optimizers = make_optimizers(ref)
+        ref.train()
+
+        def reference():
+            for b in batches:
+                train_step(ref, optimizers, b.tokens)
+
+        # Ours is the loop's own train_on: hooks, KL schedule, divergence check and all.
+        runs = {"reference": reference, "ours": lambda: loop.train_on(batches)}
+        for run in runs.values():  # warm-up: first-call allocations and kernel selection
+            run()
+        times = alternate(runs, args.rounds, loop.device)
+        print(f"| {batch_size} | {rate(tokens, times['reference']):,.0f} | {rate(tokens, times['ours']):,.0f} "
+              f"| {ratio(times, 0)} | {ratio(times, 1)} |")
+
+
+IW_SETTINGS = ((32, 100), (16, 100), (16, 50))
+"""(sentences per batch, samples per pass): the defaults at batch 32 and at the synthetic profile's
+batch 16, and the smaller pass the reference runs faster with."""
+
+
+def iw_runs(args, batch_size: int, per_pass: int) -> tuple[dict, Loop, object]:
+    loop, ref = build(args, batch_size, args.sentences)
+    ref.eval()
+    split = loop.corpus.test.head(args.iw_sentences)
+    nll = {}
+
+    def reference():
+        total = sum(nll_iw(ref, b.tokens.to(loop.device), K, per_pass).sum().item()
+                    for b in split.batches(batch_size, shuffle=False))
+        nll["reference"] = total / split.num_sentences
+
+    def ours():
+        nll["ours"] = metrics.iw_nll(loop.model, split, samples=K, samples_per_pass=per_pass,
+                                     batch_size=batch_size, device=loop.device)["nll"]
+
+    return {"reference": reference, "ours": ours}, loop, (split, nll)
+
+
+def bench_iw(args) -> None:
+    print(f"\n### IW-NLL, k = {K}, {args.iw_sentences} test sentences "
+          "(peak memory: growth of the peak RSS during the run, fresh process each)\n")
+    print("| sentences × samples per pass | reference sentences/s | ours sentences/s | ratio, wall (IQR) "
+          "| ratio, CPU time (IQR) | peak MB reference / ours | page faults reference / ours "
+          "| NLL reference / ours |")
+    print("|---|---|---|---|---|---|---|---|")
+    for batch_size, per_pass in IW_SETTINGS:
+        runs, loop, (split, nll) = iw_runs(args, batch_size, per_pass)
+        memory = {name: probe(args, name, batch_size, per_pass) for name in runs}
+        times = alternate(runs, args.iw_rounds, loop.device)
+        n = split.num_sentences
+        print(f"| {batch_size} × {per_pass} | {rate(n, times['reference']):.1f} | {rate(n, times['ours']):.1f} "
+              f"| {ratio(times, 0)} | {ratio(times, 1)} "
+              f"| {memory['reference']['peak_mb']:.0f} / {memory['ours']['peak_mb']:.0f} "
+              f"| {memory['reference']['faults']:,} / {memory['ours']['faults']:,} "
+              f"| {nll['reference']:.2f} / {nll['ours']:.2f} |")
+
+
+def probe(args, name: str, batch_size: int, per_pass: int) -> dict:
+    """Peak-memory growth and minor page faults of one IW-NLL run of `name`, in a fresh process."""
+    command = [sys.executable, __file__, "--probe", f"{name},{batch_size},{per_pass}",
+               "--threads", str(args.threads), "--device", args.device, "--cache", args.cache,
+               "--sentences", str(args.sentences), "--iw-sentences", str(args.iw_sentences)]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+
+def run_probe(args) -> None:
+    name, batch_size, per_pass = args.probe.split(",")
+    runs, loop, _ = iw_runs(args, int(batch_size), int(per_pass))
+    if loop.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(loop.device)
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset the peak resident set (VmHWM) to the current one
+    before = _status_kb("VmRSS")
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    runs[name]()
+    out = {"peak_mb": (_status_kb("VmHWM") - before) / 1024,
+           "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults}
+    if loop.device.type == "cuda":
+        out["peak_mb"] = torch.cuda.max_memory_allocated(loop.device) / 2 ** 20
+    print(json.dumps(out))
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+
+
+def bench_validation(args) -> None:
+    loop, _ = build(args, 16, 20000)  # He et al.'s synthetic setting: 16k/2k/2k, batch 16
+    print(f"\n### Validation per epoch (−ELBO, MI over the whole split, AU; {loop.corpus.valid.num_sentences} "
+          f"sentences) against one epoch of training ({loop.steps_per_epoch} steps of batch 16)\n")
+    model, split, ev = loop.model, loop.corpus.valid, loop.cfg.eval
+    generator = torch.Generator().manual_seed(0)
+    posteriors = metrics.posteriors(model, split, batch_size=16, device=loop.device)
+    parts = {
+        "validation (−ELBO pass with the posteriors, MI, AU)": loop.validate,
+        "of which MI over the whole split": lambda: metrics.mutual_info_from(*posteriors, samples=ev.mi_samples,
+                                                                             generator=generator),
+    }
+    epochs, validations = [], {name: [] for name in parts}
+    for _ in range(args.epochs):  # training and validation alternate, as in a run
+        start = time.perf_counter()
+        loop.train_on(loop.shuffled())
+        epochs.append(time.perf_counter() - start)
+        for name, part in parts.items():
+            start = time.perf_counter()
+            part()
+            validations[name].append(time.perf_counter() - start)
+    epoch = statistics.median(epochs)
+    print(f"| measure | seconds, wall (median of {args.epochs}) | share of an epoch's training |\n|---|---|---|")
+    print(f"| one epoch of training | {epoch:.2f} | 100 % |")
+    for name, seconds in validations.items():
+        print(f"| {name} | {statistics.median(seconds):.2f} | {statistics.median(seconds) / epoch:.1%} |")
+
+
+def header(args) -> None:
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"`python {' '.join(sys.argv)}`\n")
+    print(f"machine: {name}, {os.cpu_count()} CPUs; torch {torch.__version__}, {args.threads} threads; "
+          f"load average at start {load} ({'quiet' if os.getloadavg()[0] < 0.5 else 'NOT quiet: other jobs ran'})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sentences", type=int, default=20000, help="synthetic corpus size")
-    parser.add_argument("--iw-sentences", type=int, default=100, help="sentences evaluated with k=500")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=30, help="alternating rounds per training measure")
+    parser.add_argument("--iw-rounds", type=int, default=5, help="alternating rounds per IW-NLL measure")
+    parser.add_argument("--steps", type=int, default=10, help="training steps per round")
+    parser.add_argument("--sentences", type=int, default=4000, help="synthetic corpus for the step and IW runs")
+    parser.add_argument("--iw-sentences", type=int, default=32, help="test sentences per IW-NLL round")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs in the validation measure")
+    parser.add_argument("--only", default="train,iw,validation")
+    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "vae-bench-cache"))
+    parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as cache:
-        cfg = parse_config({"device": args.device,
-                            "data": {"synthetic_sentences": args.sentences, "cache_dir": cache}})
-        loop = Loop(cfg)
-        train = loop.corpus.train
-        start = time.perf_counter()
-        loop.train_on(loop.shuffled())
-        train_s = time.perf_counter() - start
-        subset = loop.corpus.test.head(args.iw_sentences)
-        start = time.perf_counter()
-        metrics.iw_nll(loop.model, subset, samples=500, samples_per_pass=cfg.eval.iw_batch,
-                       batch_size=cfg.data.batch_size, device=loop.device)
-        iw_s = time.perf_counter() - start
-    device = loop.device.type if loop.device.type == "cpu" else torch.cuda.get_device_name(loop.device)
-    print(f"machine: {platform.processor() or platform.machine()}, {available_cpus()} CPUs, device {device}, "
-          f"torch {torch.__version__}")
-    print("| measure | value |\n|---|---|")
-    print(f"| training tokens/s (one epoch, {train.num_sentences} sentences) | {train.num_tokens / train_s:,.0f} |")
-    print(f"| IW-NLL sentences/s (k = 500) | {subset.num_sentences / iw_s:,.1f} |")
+    if args.probe:
+        return run_probe(args)
+    header(args)
+    measures = {"train": bench_train, "iw": bench_iw, "validation": bench_validation}
+    for name in args.only.split(","):
+        measures[name](args)
 
 
 if __name__ == "__main__":

@@ -108,7 +108,13 @@ class EvalConfig:
     iw_samples: int = 500
     """k importance samples for IW-NLL (500 in the papers)."""
     iw_batch: int = 100
-    """Samples drawn at once per sentence, to bound memory."""
+    """Samples of each sentence handed to the decoder at once; it scores them in passes of
+    `pass_mib`."""
+    pass_mib: float | None = None
+    """Memory of one evaluation pass of the decoder (IW-NLL, −ELBO, the posterior mean space), in
+    MiB: as many (sentence, sample) rows as keep the LSTM's gates and the logits (rows × length ×
+    vocabulary) within it, in reused buffers. Changes speed and memory, never a value (beyond
+    float rounding). None: 2 on a CPU (cache-sized; larger passes run slower there), 256 on a GPU."""
     mi_samples: int = 1
     """Samples per sentence for the MI estimate (He et al. Eq. 5)."""
     au_threshold: float = 0.01
@@ -250,6 +256,8 @@ def _check_ranges(cfg: Config) -> None:
                 "data.synthetic_sentences": cfg.data.synthetic_sentences, "train.patience": cfg.train.patience}
     if cfg.eval.every_steps is not None:
         positive["eval.every_steps"] = cfg.eval.every_steps
+    if cfg.eval.pass_mib is not None:
+        positive["eval.pass_mib"] = cfg.eval.pass_mib
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")

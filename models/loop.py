@@ -42,6 +42,21 @@ class EpochReport:
         self.loop.save(path)
 
 
+def step(optimizer: torch.optim.Optimizer) -> None:
+    """`optimizer.step()`; plain SGD (no momentum, as every SGD here) as one foreach update per
+    group: the same arithmetic without the optimizer's per-call bookkeeping, which costs a
+    small model a few per cent of its step."""
+    plain = type(optimizer) is torch.optim.SGD and all(
+        not g["momentum"] and not g["weight_decay"] and not g["maximize"] for g in optimizer.param_groups)
+    if not plain:
+        optimizer.step()
+        return
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            torch._foreach_add_(params, [p.grad for p in params], alpha=-group["lr"])
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -133,7 +148,7 @@ class Loop:
         # One norm over every parameter, also when one group is stepped (He et al.'s code).
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
         for opt in chosen:
-            opt.step()
+            step(opt)
 
     # -- training -----------------------------------------------------------------
     def shuffled(self):

@@ -20,8 +20,8 @@ import torch
 from models.config import EvalConfig
 
 LOG_2PI = math.log(2 * math.pi)
-# Elements of the largest temporary (z rows × posteriors × D) in the aggregate-posterior sum.
-_CHUNK_ELEMENTS = 1 << 22
+# Elements of the largest temporary (z rows × posteriors, float64) in the aggregate-posterior sum.
+_CHUNK_ELEMENTS = 1 << 20
 
 
 def _evaluating(fn):
@@ -79,28 +79,42 @@ def _ppl(total_nll: float, split) -> float:
 def elbo_terms(model, split, *, batch_size: int, device, generator=None) -> dict[str, float]:
     """Per-sentence means of −ELBO, recon = −log p(x|z) with one z ~ q(z|x), and the analytic
     KL(q(z|x) ‖ N(0, I)) of the trained posterior `model.encode`. The decoder's z comes from
-    `model.posterior` (Scale-VAE's scaled mean). For an LM, recon = exact NLL and kl = 0."""
+    the posterior it sees (Scale-VAE's scaled mean). For an LM, recon = exact NLL and kl = 0."""
+    return _elbo_pass(model, split, batch_size, device, _rng(generator))[0]
+
+
+@_evaluating
+def _elbo_pass(model, split, batch_size: int, device,
+               generator: torch.Generator) -> tuple[dict[str, float], torch.Tensor | None, torch.Tensor | None]:
+    """`elbo_terms` and, for a VAE, the posteriors of `posteriors` (μ, log σ², (N, D)), from one
+    encoder pass over the split."""
     recon = kl = 0.0
-    generator = _rng(generator)
+    mus, logvars = [], []
     for tokens, lengths in _batches(split, batch_size, device):
         if not model.is_vae:
             recon -= model.log_prob(tokens, lengths).sum().item()
             continue
         mu, logvar = model.encode(tokens, lengths)
+        mus.append(mu)
+        logvars.append(logvar)
         kl += (0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(-1)).sum().item()
-        mu, logvar = model.posterior(tokens, lengths)
-        recon -= model.decode_log_prob(tokens, lengths, _sample(mu, logvar, 1, generator)).sum().item()
+        z = _sample(mu * model.latent_scale, logvar, 1, generator)  # `model.posterior`, not re-encoded
+        recon -= model.decode_log_prob(tokens, lengths, z).sum().item()
     n = split.num_sentences  # > 0, checked by _batches
-    return {"neg_elbo": (recon + kl) / n, "recon": recon / n, "kl": kl / n}
+    terms = {"neg_elbo": (recon + kl) / n, "recon": recon / n, "kl": kl / n}
+    if not model.is_vae:
+        return terms, None, None
+    return terms, torch.cat(mus), torch.cat(logvars)
 
 
 def iw_log_likelihood(model, tokens: torch.Tensor, lengths: torch.Tensor, *, samples: int,
-                      samples_per_pass: int, generator=None) -> torch.Tensor:
+                      samples_per_pass: int, pass_mib: float | None = None, generator=None) -> torch.Tensor:
     """(B,) importance-weighted estimate of log p(x) (Burda et al.; He et al. §6.1, k = 500).
 
-    Proposal q = N(μ, σ²) from `model.posterior`, prior `model.log_prior`. All `samples`
-    noises are drawn up front and decoded `samples_per_pass` at a time, and the log-sum-exp
-    runs over all k weights at once, so the pass size changes memory, never the value.
+    Proposal q = N(μ, σ²) from `model.posterior`, encoded once; prior `model.log_prior`. All
+    `samples` noises are drawn up front, handed to the decoder `samples_per_pass` per sentence at
+    a time, and scored there in passes of `pass_mib` MiB (`Decoder.log_prob`); the log-sum-exp
+    runs over all k weights at once, so neither size changes the value beyond float rounding.
     Exact log p(x) for an LM. Call under no_grad in eval mode (the split-level functions do).
     """
     if not model.is_vae:
@@ -110,7 +124,8 @@ def iw_log_likelihood(model, tokens: torch.Tensor, lengths: torch.Tensor, *, sam
     mu, logvar = model.posterior(tokens, lengths)
     z = _sample(mu, logvar, samples, _rng(generator))  # (B, k, D)
     log_q = _log_normal(z, mu.unsqueeze(1), logvar.unsqueeze(1))  # (B, k)
-    log_px_z = torch.cat([model.decode_log_prob(tokens, lengths, z[:, start:start + samples_per_pass])
+    log_px_z = torch.cat([model.decode_log_prob(tokens, lengths, z[:, start:start + samples_per_pass],
+                                                pass_mib=pass_mib)
                           for start in range(0, samples, samples_per_pass)], dim=1)
     log_w = log_px_z + model.log_prior(z) - log_q
     return torch.logsumexp(log_w, dim=1) - math.log(samples)
@@ -118,14 +133,14 @@ def iw_log_likelihood(model, tokens: torch.Tensor, lengths: torch.Tensor, *, sam
 
 @_evaluating
 def iw_nll(model, split, *, samples: int, samples_per_pass: int, batch_size: int, device,
-           generator=None) -> dict[str, float]:
+           pass_mib: float | None = None, generator=None) -> dict[str, float]:
     """NLL = mean over sentences of −log p(x) (IW estimate; exact for an LM), and
     PPL = exp(Σ −log p(x) / split.num_tokens)."""
     total = 0.0
     generator = _rng(generator)
     for tokens, lengths in _batches(split, batch_size, device):
-        total -= iw_log_likelihood(model, tokens, lengths, samples=samples,
-                                   samples_per_pass=samples_per_pass, generator=generator).sum().item()
+        total -= iw_log_likelihood(model, tokens, lengths, samples=samples, samples_per_pass=samples_per_pass,
+                                   pass_mib=pass_mib, generator=generator).sum().item()
     return {"nll": total / split.num_sentences, "ppl": _ppl(total, split)}
 
 
@@ -144,18 +159,26 @@ def mutual_info_from(mu: torch.Tensor, logvar: torch.Tensor, *, samples: int = 1
     The aggregate posterior q(z) = (1/N) Σ_n q(z|x_n) runs over all N posteriors given (the
     whole split, not a batch), in chunks of z so memory stays bounded. Both terms are averaged
     over the same z_ns ~ q(z|x_n): unlike the analytic entropy of the reference `calc_mi`, this
-    gives exactly 0 when every q(z|x) is the same, instead of Monte Carlo noise of the
-    order of sqrt(D / 2NS) that would read as spurious information.
+    gives 0 (up to float64 rounding) when every q(z|x) is the same, instead of Monte Carlo noise
+    of the order of sqrt(D / 2NS) that would read as spurious information.
     """
     n, dim = mu.shape
     if samples <= 0:
         raise ValueError(f"MI needs a positive number of samples, got {samples}")
-    z = _sample(mu, logvar, samples, _rng(generator))  # (N, S, D)
+    z = _sample(mu, logvar, samples, _rng(generator)).double()  # (N, S, D)
+    mu, logvar = mu.double(), logvar.double()
     log_q_zx = _log_normal(z, mu.unsqueeze(1), logvar.unsqueeze(1))  # (N, S)
     z = z.reshape(n * samples, dim)
-    chunk = max(1, _CHUNK_ELEMENTS // (n * dim))
-    log_qz = torch.cat([torch.logsumexp(_log_normal(z[i:i + chunk, None], mu, logvar), dim=1)
-                        for i in range(0, len(z), chunk)]) - math.log(n)
+    # log N(z; μ_n, σ_n²) of every z under every posterior as one matrix product instead of an
+    # (rows, N, D) tensor: −½ ([z², z] · [a_n, −2 μ_n a_n] + Σ_d (μ² a + log σ²) + D log 2π) with
+    # a = 1/σ²; float64 keeps the expanded square exact to ~1e-10 nats.
+    inv_var = (-logvar).exp()
+    weights = torch.cat([inv_var, -2 * mu * inv_var], dim=1).t()  # (2D, N)
+    offset = (mu ** 2 * inv_var + logvar).sum(1) + dim * LOG_2PI  # (N,)
+    chunk = max(1, _CHUNK_ELEMENTS // n)
+    log_qz = torch.cat([
+        torch.logsumexp(torch.addmm(offset, torch.cat([part ** 2, part], dim=1), weights).mul_(-0.5), dim=1)
+        for part in z.split(chunk)]) - math.log(n)
     return (log_q_zx.mean() - log_qz.mean()).item()
 
 
@@ -191,15 +214,14 @@ def evaluate(model, split, cfg: EvalConfig, *, batch_size: int, device, generato
     For an LM every bound is the exact NLL, and kl, mi and au are 0.
     """
     generator = _rng(generator)  # one stream for all the metrics
-    out = elbo_terms(model, split, batch_size=batch_size, device=device, generator=generator)
+    out, mu, logvar = _elbo_pass(model, split, batch_size, device, generator)
     if iw and model.is_vae:
         out.update(iw_nll(model, split, samples=cfg.iw_samples, samples_per_pass=cfg.iw_batch,
-                          batch_size=batch_size, device=device, generator=generator))
+                          batch_size=batch_size, device=device, pass_mib=cfg.pass_mib, generator=generator))
     elif iw:
         out.update(nll=out["recon"], ppl=_ppl(out["recon"] * split.num_sentences, split))
     if mi and model.is_vae:
-        # One encoder pass serves both: MI under the decoder's (scaled) posterior, AU on raw μ.
-        mu, logvar = posteriors(model, split, batch_size=batch_size, device=device)
+        # The −ELBO pass's posteriors serve both: MI under the decoder's (scaled) posterior, AU on raw μ.
         out.update(mi=mutual_info_from(mu * model.latent_scale, logvar, samples=cfg.mi_samples,
                                        generator=generator),
                    au=float((mean_variances(mu) > cfg.au_threshold).sum()))
@@ -211,13 +233,13 @@ def evaluate(model, split, cfg: EvalConfig, *, batch_size: int, device, generato
 @_evaluating
 def posterior_mean_space(model, split, *, batch_size: int, device, grid=(-20.0, 20.0, 0.01),
                          max_sentences: int | None = None,
-                         rows_per_pass: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+                         pass_mib: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(μ_θ, μ_φ), each (N,), for a scalar latent (He et al. §2.3, App. A Eq. 6).
 
     μ_θ(x) = Σ_i z_i p(z_i|x) with p(z|x) ∝ p(x|z) p(z) normalised over the grid
     lo, lo + step, .., hi (4001 points by default); μ_φ(x) the posterior mean. Sentences are
-    the first `max_sentences` in the split's batch order; the decoder scores at most
-    `rows_per_pass` (sentence, grid point) pairs at a time.
+    the first `max_sentences` in the split's batch order; the decoder scores the (sentence, grid
+    point) pairs in passes of `pass_mib` MiB.
     """
     if not model.is_vae or model.latent_dim != 1:
         raise ValueError("the posterior mean space needs a VAE with latent_dim 1, got "
@@ -227,10 +249,8 @@ def posterior_mean_space(model, split, *, batch_size: int, device, grid=(-20.0, 
     log_prior = model.log_prior(points.unsqueeze(-1))  # (G,)
     mu_theta, mu_phi = [], []
     for tokens, lengths in _batches(split, batch_size, device, max_sentences):
-        per_pass = max(1, rows_per_pass // len(tokens))
-        log_px_z = torch.cat([  # (B, G)
-            model.decode_log_prob(tokens, lengths, part.view(1, -1, 1).expand(len(tokens), -1, 1))
-            for part in points.split(per_pass)], dim=1)
+        z = points.view(1, -1, 1).expand(len(tokens), -1, 1)
+        log_px_z = model.decode_log_prob(tokens, lengths, z, pass_mib=pass_mib)  # (B, G)
         mu_theta.append(((log_px_z + log_prior).softmax(dim=1) * points).sum(1))
         mu_phi.append(model.posterior(tokens, lengths)[0].squeeze(-1))
     return torch.cat(mu_theta).cpu().numpy(), torch.cat(mu_phi).cpu().numpy()

@@ -5,6 +5,7 @@ per sentence, D latent dimensions, H hidden units, V vocabulary.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -25,22 +26,42 @@ def init_uniform(module: nn.Module) -> None:
             nn.init.uniform_(param, -0.01, 0.01)
 
 
-def pool_states(states: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+IGNORE = -100
+"""Target id that scores nothing (cross-entropy's default `ignore_index`): the positions after </s>."""
+
+
+@functools.lru_cache(maxsize=None)
+def _positions(steps: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(steps, device=device)
+
+
+def padding_mask(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
+    """(B, T) bool, True on real positions; None when every row fills the batch, so batches of
+    one length (every synthetic batch, most length-sorted ones) skip packing and masks."""
+    steps = tokens.size(1)
+    if bool((lengths == steps).all()):
+        return None
+    return _positions(steps, tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def pool_states(states: torch.Tensor, mask: torch.Tensor | None, kind: str) -> torch.Tensor:
     """Pool LSTM outputs over time, ignoring padding (Long et al. §3.2).
 
-    states (B, T, H), mask (B, T) → (B, H). `absmax` keeps, per unit, the value
-    of largest magnitude with its sign.
+    states (B, T, H), mask (B, T) or None (no padding) → (B, H). `absmax` keeps, per unit,
+    the value of largest magnitude with its sign.
     """
-    mask3 = mask.unsqueeze(-1)
+    valid = None if mask is None else mask.unsqueeze(-1)
     if kind == "mean":
-        return (states * mask3).sum(1) / mask3.sum(1).clamp(min=1)
-    if kind == "max":
-        return states.masked_fill(~mask3, float("-inf")).max(1).values
-    if kind == "absmax":
-        magnitude = states.abs().masked_fill(~mask3, float("-inf"))
-        index = magnitude.argmax(1, keepdim=True)  # (B, 1, H)
-        return states.gather(1, index).squeeze(1)
-    raise ValueError(f"unknown pooling {kind!r}")
+        if valid is None:
+            return states.sum(1) / states.size(1)
+        return (states * valid).sum(1) / valid.sum(1).clamp(min=1)
+    if kind not in ("max", "absmax"):
+        raise ValueError(f"unknown pooling {kind!r}")
+    score = states if kind == "max" else states.abs()
+    if valid is not None:
+        score = score.masked_fill(~valid, float("-inf"))
+    index = score.argmax(1, keepdim=True)  # (B, 1, H)
+    return states.gather(1, index).squeeze(1)
 
 
 class Encoder(nn.Module):
@@ -57,14 +78,21 @@ class Encoder(nn.Module):
 
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The sentence feature (B, H): last hidden state or a pooling of all of them."""
-        packed = pack_padded_sequence(self.embed(tokens), lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        outputs, (h_n, _) = self.lstm(packed)
+        emb = self.embed(tokens)
+        mask = padding_mask(tokens, lengths)
+        if mask is None:
+            states, (h_n, _) = self.lstm(emb)
+            return h_n[-1] if self.pooling == "last" else pool_states(states, None, self.pooling)
+        # Packed, so padding never enters the state. The stable sort keeps rows of one length in
+        # their order: the LSTM kernel is not blind to row order, and so a batch padded beyond
+        # its one length gives the unpadded batch's values bit for bit.
+        order = lengths.argsort(descending=True, stable=True)
+        restore = order.argsort()
+        outputs, (h_n, _) = self.lstm(pack_padded_sequence(emb[order], lengths[order].cpu(), batch_first=True))
         if self.pooling == "last":
-            return h_n[-1]
+            return h_n[-1, restore]
         states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=tokens.size(1))
-        mask = torch.arange(tokens.size(1), device=tokens.device)[None, :] < lengths[:, None]
-        return pool_states(states, mask, self.pooling)
+        return pool_states(states[restore], mask, self.pooling)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.to_posterior(self.features(tokens, lengths)).chunk(2, dim=-1)
@@ -85,10 +113,14 @@ class Decoder(nn.Module):
         self.to_state = nn.Linear(latent_dim, cfg.dec_hidden, bias=cfg.output_bias) if latent_dim else None
         self.to_vocab = nn.Linear(cfg.dec_hidden, vocab_size, bias=cfg.output_bias)
 
-    def log_prob(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+    def log_prob(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor | None, *,
+                 pass_mib: float | None = None) -> torch.Tensor:
         """log p(x|z) summed over predicted tokens (w1 .. </s>, not <s>).
 
-        tokens (B, T), lengths (B,), z (B, K, D) or None → (B, K), K = 1 without z.
+        tokens (B, T), lengths (B,), z (B, K, D) or None → (B, K), K = 1 without z. Row r of the
+        B·K (sentence, sample) rows is sentence r // K. Under no_grad the rows are scored in
+        passes that fit `pass_mib` (see `pass_sizes`) in reused buffers: memory stays flat
+        however many samples there are, and the pass size changes no value beyond rounding.
         """
         batch, steps = tokens.shape
         samples = 1 if z is None else z.size(1)
@@ -100,22 +132,41 @@ class Decoder(nn.Module):
             drop[:, 0] = False
             inputs = inputs.masked_fill(drop, UNK)
         emb = self.dropout_in(self.embed(inputs))  # (B, T-1, E)
-        emb = emb.unsqueeze(1).expand(batch, samples, steps - 1, emb.size(-1)).reshape(
-            batch * samples, steps - 1, emb.size(-1))
+        mask = padding_mask(tokens, lengths)
+        if mask is not None:
+            targets = targets.masked_fill(~mask[:, 1:], IGNORE)
+        z_rows = None if z is None else z.reshape(batch * samples, self.latent_dim)
+        if not torch.is_grad_enabled():
+            return self._score_in_passes(emb, targets, z_rows, samples, pass_mib).view(batch, samples)
+        total = batch * samples
+        hidden = self._hidden(_rows(emb, 0, total, samples), z_rows)
+        token_lp = TargetLogProb.apply(hidden.flatten(0, 1), self.to_vocab.weight, self.to_vocab.bias,
+                                       _rows(targets, 0, total, samples).flatten())
+        return token_lp.view(batch, samples, steps - 1).sum(-1)
+
+    def _score_in_passes(self, emb: torch.Tensor, targets: torch.Tensor, z_rows: torch.Tensor | None,
+                         samples: int, pass_mib: float | None) -> torch.Tensor:
+        """(B·K,) log p(x|z) of every row, without gradients, a budget's worth of rows at a time."""
+        total, positions = len(emb) * samples, targets.size(1)
+        rows, chunk = pass_sizes(positions, self.lstm, self.to_vocab.out_features, pass_mib, emb.device)
+        buffers = emb.new_empty(2, min(chunk, rows * positions), self.to_vocab.out_features)
+        out = emb.new_empty(total)
+        for start in range(0, total, rows):
+            stop = min(start + rows, total)
+            hidden = self._hidden(_rows(emb, start, stop, samples), None if z_rows is None else z_rows[start:stop])
+            token_lp = _target_log_probs(hidden.flatten(0, 1), _rows(targets, start, stop, samples).flatten(),
+                                         self.to_vocab, *buffers)
+            out[start:stop] = token_lp.view(stop - start, positions).sum(-1)
+        return out
+
+    def _hidden(self, emb: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """LSTM outputs (R, T-1, H), after output dropout, of input embeddings (R, T-1, E) and z (R, D)."""
         state = None
         if z is not None:
-            z_flat = z.reshape(batch * samples, self.latent_dim)
-            emb = torch.cat([emb, z_flat.unsqueeze(1).expand(-1, steps - 1, -1)], dim=-1)
-            state = self.initial_state(z_flat)
+            emb = torch.cat([emb, z.unsqueeze(1).expand(-1, emb.size(1), -1)], dim=-1)
+            state = self.initial_state(z)
         outputs, _ = self.lstm(emb, state)
-        logits = self.to_vocab(self.dropout_out(outputs))  # (B*K, T-1, V)
-        log_probs = torch.log_softmax(logits, dim=-1)
-        targets = targets.unsqueeze(1).expand(batch, samples, steps - 1).reshape(batch * samples, steps - 1)
-        token_lp = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        mask = (torch.arange(1, steps, device=tokens.device)[None, :] < lengths[:, None])
-        mask = mask.unsqueeze(1).expand(batch, samples, steps - 1).reshape(batch * samples, steps - 1)
-        return (token_lp * mask).sum(-1).view(batch, samples)
-
+        return self.dropout_out(outputs)
 
     def initial_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The LSTM's (h0, c0) for z (N, D): reference code, c0 = W z and h0 = tanh(c0)."""
@@ -133,6 +184,80 @@ class Decoder(nn.Module):
             emb = torch.cat([emb, z.unsqueeze(1)], dim=-1)
         output, state = self.lstm(emb, state)
         return self.to_vocab(output[:, 0]), state
+
+
+DEFAULT_PASS_MIB = {"cpu": 2.0, "cuda": 256.0}
+"""An evaluation pass's memory when none is set: on a CPU, little enough to stay in cache (larger
+passes run slower there); on a GPU, enough to keep it busy."""
+
+
+def pass_sizes(positions: int, lstm: nn.LSTM, vocab: int, pass_mib: float | None,
+               device: torch.device) -> tuple[int, int]:
+    """(rows per LSTM pass, positions per vocabulary pass) for `pass_mib` MiB of float32: the
+    budget bounds each stage's largest temporaries, the LSTM's inputs or gates (rows × positions
+    × max(input, 4H)) and the logits with their log-softmax (2 × positions × V)."""
+    if pass_mib is None:
+        pass_mib = DEFAULT_PASS_MIB.get(device.type, DEFAULT_PASS_MIB["cuda"])
+    floats = int(pass_mib * 2 ** 20) // 4
+    width = max(lstm.input_size, 4 * lstm.hidden_size)
+    return max(1, floats // (positions * width)), max(1, floats // (2 * vocab))
+
+
+def _rows(per_sentence: torch.Tensor, start: int, stop: int, samples: int) -> torch.Tensor:
+    """Rows start .. stop-1 of the (sentence, sample) layout from a per-sentence tensor (B, ...)."""
+    if samples == 1:
+        return per_sentence[start:stop]
+    index = torch.arange(start, stop, device=per_sentence.device) // samples
+    return per_sentence.index_select(0, index)
+
+
+def _target_log_probs(hidden: torch.Tensor, targets: torch.Tensor, layer: nn.Linear,
+                      logits: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+    """log softmax(layer(hidden))[target] (N,), 0 where the target is IGNORE, for `len(logits)`
+    positions at a time in the two buffers: no (N, V) tensor is ever allocated."""
+    out = hidden.new_empty(len(hidden))
+    for start in range(0, len(hidden), len(logits)):
+        h, t = hidden[start:start + len(logits)], targets[start:start + len(logits)]
+        scores = torch.mm(h, layer.weight.t(), out=logits[:len(h)])
+        if layer.bias is not None:
+            scores.add_(layer.bias)
+        picked = torch.log_softmax(scores, 1, out=log_probs[:len(h)]).gather(1, t.clamp(min=0).unsqueeze(1))
+        out[start:start + len(h)] = picked.squeeze(1).masked_fill_(t == IGNORE, 0.0)
+    return out
+
+
+class TargetLogProb(torch.autograd.Function):
+    """log softmax(hidden Wᵀ + b)[target] per position (N,), 0 where the target is IGNORE.
+
+    What `log_softmax` + `gather` (or cross-entropy) compute, fused with the vocabulary layer:
+    the forward keeps exp(logits − max) and the backward turns it into the logits' gradient
+    g·(onehot − softmax) in place, so a training step makes one (N, V) tensor instead of four
+    and runs exp once. (Without gradients, `_target_log_probs` is faster: no exp is kept.)
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                targets: torch.Tensor) -> torch.Tensor:
+        logits = hidden @ weight.t() if bias is None else torch.addmm(bias, hidden, weight.t())
+        safe = targets.clamp(min=0)
+        picked = logits.gather(1, safe.unsqueeze(1)).squeeze(1)
+        top = logits.amax(1, keepdim=True)
+        total = logits.sub_(top).exp_().sum(1)  # the logits now hold exp(logits − max)
+        ctx.save_for_backward(hidden, weight, targets, logits, total)
+        ctx.has_bias = bias is not None
+        return (picked - top.squeeze(1) - total.log()).masked_fill_(targets == IGNORE, 0.0)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        hidden, weight, targets, unnormalised, total = ctx.saved_tensors
+        grad = grad.masked_fill(targets == IGNORE, 0.0)
+        grad_logits = unnormalised.mul_((-grad / total).unsqueeze(1))  # −g · softmax
+        grad_logits.scatter_add_(1, targets.clamp(min=0).unsqueeze(1), grad.unsqueeze(1))
+        grad_hidden = grad_logits @ weight if ctx.needs_input_grad[0] else None
+        grad_weight = grad_logits.t() @ hidden if ctx.needs_input_grad[1] else None
+        grad_bias = grad_logits.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_hidden, grad_weight, grad_bias, None
 
 
 class TextVAE(nn.Module):
@@ -162,9 +287,10 @@ class TextVAE(nn.Module):
         scale = self.latent_scale
         return (-0.5 * (z / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
 
-    def decode_log_prob(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z): tokens (B, T), z (B, K, D) → (B, K)."""
-        return self.decoder.log_prob(tokens, lengths, z)
+    def decode_log_prob(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor, *,
+                        pass_mib: float | None = None) -> torch.Tensor:
+        """log p(x|z): tokens (B, T), z (B, K, D) → (B, K) (`Decoder.log_prob`)."""
+        return self.decoder.log_prob(tokens, lengths, z, pass_mib=pass_mib)
 
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.encoder.features(tokens, lengths)

@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from models import metrics as M
 from models.config import EvalConfig, ModelConfig
 from models.data import Split
-from models.nets import LSTMLM, TextVAE
+from models.nets import IGNORE, LSTMLM, TargetLogProb, TextVAE, padding_mask, pass_sizes
 from models.plots import plot_posterior_mean_space
 
 VOCAB = 7
@@ -57,7 +59,7 @@ class TablePosterior(nn.Module):
         mu, logvar = self.encode(tokens, lengths)
         return mu * self.latent_scale, logvar
 
-    def decode_log_prob(self, tokens, lengths, z):
+    def decode_log_prob(self, tokens, lengths, z, pass_mib=None):
         return torch.zeros(z.shape[:2])  # a decoder that ignores z: only the posterior is under test
 
     def split(self) -> Split:
@@ -87,6 +89,35 @@ def test_mi_matches_the_gaussian_closed_form_over_the_whole_split():
     expected = dim / 2 * math.log(1 + s ** 2 / sigma ** 2)
     estimate = M.mutual_info(toy, toy.split(), batch_size=16, device=CPU, generator=gen(2), samples=2)
     assert estimate == pytest.approx(expected, abs=0.05)
+
+
+@pytest.mark.parametrize("chunk_elements", [1 << 20, 40])
+def test_mi_equals_the_direct_sum_over_every_posterior(monkeypatch, chunk_elements):
+    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", chunk_elements)  # 40: one z row per chunk
+    n, dim, samples = 40, 3, 2
+    mu = 2 * torch.randn(n, dim, generator=gen(1))
+    logvar = torch.randn(n, dim, generator=gen(2)) - 2
+    z = M._sample(mu, logvar, samples, gen(3)).double()  # the draws mutual_info_from makes
+    mu, logvar = mu.double(), logvar.double()
+    log_q_zx = M._log_normal(z, mu[:, None], logvar[:, None])  # (N, S)
+    log_qz = torch.logsumexp(M._log_normal(z.reshape(-1, 1, dim), mu, logvar), 1) - math.log(n)  # (N·S, N, D)
+    expected = (log_q_zx.mean() - log_qz.mean()).item()
+    assert M.mutual_info_from(mu.float(), logvar.float(), samples=samples, generator=gen(3)) == \
+        pytest.approx(expected, abs=1e-9)
+
+
+def test_evaluate_gives_what_the_separate_metrics_give_from_the_same_stream():
+    # evaluate encodes the split once for −ELBO, MI and AU; the values must be those of the
+    # separate passes, drawing from one generator in the same order.
+    model, split = tiny_model(latent_dim=2), random_split(20)
+    cfg = EvalConfig(iw_samples=10, iw_batch=4, mi_samples=2)
+    stream = gen(5)
+    expected = M.elbo_terms(model, split, batch_size=6, device=CPU, generator=stream)
+    expected.update(M.iw_nll(model, split, samples=10, samples_per_pass=4, batch_size=6, device=CPU,
+                             generator=stream))
+    expected.update(mi=M.mutual_info(model, split, batch_size=6, device=CPU, generator=stream, samples=2),
+                    au=float(M.active_units(model, split, batch_size=6, device=CPU)))
+    assert M.evaluate(model, split, cfg, batch_size=6, device=CPU, generator=gen(5)) == expected
 
 
 def test_active_units_count_dimensions_whose_mean_varies():
@@ -136,11 +167,95 @@ def test_iw_nll_matches_quadrature_on_a_scalar_latent():
     assert out["ppl"] == pytest.approx(math.exp(out["nll"] * split.num_sentences / split.num_tokens))
 
 
-def test_neither_pass_size_nor_batch_size_changes_the_iw_estimate():
+def test_neither_pass_size_memory_budget_nor_batch_size_changes_the_iw_estimate():
     model, split = tiny_model(latent_dim=2), random_split(12)
-    values = [M.iw_nll(model, split, samples=50, samples_per_pass=per_pass, batch_size=batch,
-                       device=CPU, generator=gen(3))["nll"] for per_pass, batch in [(50, 12), (7, 12), (7, 5)]]
-    assert values == pytest.approx([values[0]] * 3, rel=1e-6)
+    # 1e-4 MiB: one (sentence, sample) row per LSTM pass, one position per vocabulary pass.
+    assert pass_sizes(5, model.decoder.lstm, VOCAB, 1e-4, CPU) == (1, 1)
+    settings = [(50, 12, None), (7, 12, None), (7, 5, None), (50, 12, 1e-4), (50, 5, 0.01)]
+    values = [M.iw_nll(model, split, samples=50, samples_per_pass=per_pass, batch_size=batch, pass_mib=mib,
+                       device=CPU, generator=gen(3))["nll"] for per_pass, batch, mib in settings]
+    assert values == pytest.approx([values[0]] * len(settings), rel=1e-6)
+
+
+def direct_log_prob(model, tokens, lengths, z) -> torch.Tensor:
+    """log p(x|z) (B, K) written out plainly, as the reference code computes it: every row's
+    embeddings beside z, c0 = W z, h0 = tanh(c0), log-softmax, padding masked."""
+    dec = model.decoder
+    batch, steps = tokens.shape
+    samples = z.size(1)
+    emb = dec.embed(tokens[:, :-1]).repeat_interleave(samples, 0)
+    z_rows = z.reshape(batch * samples, -1)
+    c0 = dec.to_state(z_rows).unsqueeze(0)
+    out, _ = dec.lstm(torch.cat([emb, z_rows.unsqueeze(1).expand(-1, steps - 1, -1)], -1), (torch.tanh(c0), c0))
+    log_probs = torch.log_softmax(dec.to_vocab(out), -1)
+    targets = tokens[:, 1:].repeat_interleave(samples, 0)
+    token_lp = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    mask = (torch.arange(1, steps) < lengths[:, None]).repeat_interleave(samples, 0)
+    return (token_lp * mask).sum(-1).view(batch, samples)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_decoding_in_passes_and_the_training_path_give_the_plain_log_likelihood(bias):
+    model = tiny_model(latent_dim=2, output_bias=bias).eval()
+    batch = next(random_split(9).batches(9, shuffle=False))
+    assert padding_mask(batch.tokens, batch.lengths) is not None  # ragged: the padded path
+    z = torch.randn(9, 13, 2, generator=gen())
+    expected = direct_log_prob(model, batch.tokens, batch.lengths, z)
+    training = model.decode_log_prob(batch.tokens, batch.lengths, z)
+    assert training.requires_grad
+    with torch.no_grad():
+        passes = model.decode_log_prob(batch.tokens, batch.lengths, z, pass_mib=1e-3)
+    torch.testing.assert_close(training, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(passes, expected.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_vocabulary_layer_has_the_gradients_of_log_softmax():
+    gens = gen(4)
+    hidden, weight, bias = (torch.randn(*shape, dtype=torch.double, generator=gens, requires_grad=True)
+                            for shape in ((7, 5), (11, 5), (11,)))
+    targets = torch.randint(0, 11, (7,), generator=gens)
+    targets[2] = IGNORE
+    upstream = torch.randn(7, dtype=torch.double, generator=gens)
+    plain = torch.log_softmax(hidden @ weight.t() + bias, -1).gather(1, targets.clamp(min=0)[:, None]).squeeze(1)
+    plain = plain.masked_fill(targets == IGNORE, 0)
+    fused = TargetLogProb.apply(hidden, weight, bias, targets)
+    torch.testing.assert_close(fused, plain)
+    for got, want in zip(torch.autograd.grad(fused, (hidden, weight, bias), upstream),
+                         torch.autograd.grad(plain, (hidden, weight, bias), upstream)):
+        torch.testing.assert_close(got, want)
+
+
+class LargestAllocation(TorchDispatchMode):
+    """The largest tensor (bytes) any op returns while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in (t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)):
+            self.largest = max(self.largest, tensor.numel() * tensor.element_size())
+        return out
+
+
+def test_evaluation_passes_stay_within_their_memory_budget():
+    # 100 samples of 4 sentences over 400 words: the logits of all rows would take 3.8 MB.
+    torch.manual_seed(0)
+    cfg = ModelConfig(enc_emb_dim=8, enc_hidden=8, dec_emb_dim=8, dec_hidden=8, latent_dim=2)
+    model = TextVAE(400, cfg).eval()
+    tokens = torch.randint(4, 400, (4, 7), generator=gen())
+    lengths = torch.full((4,), 7)
+    z = torch.randn(4, 100, 2, generator=gen())
+    budget = 0.05
+    with torch.no_grad():
+        for mib in (budget, 100.0):
+            with LargestAllocation() as seen:
+                model.decode_log_prob(tokens, lengths, z, pass_mib=mib)
+            if mib == budget:
+                assert seen.largest <= budget * 2 ** 20
+            else:
+                assert seen.largest > budget * 2 ** 20  # the probe sees the logits
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean", "max", "absmax"])

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -5,7 +6,8 @@ import pytest
 import torch
 
 import models
-from models.loop import Loop
+from models.loop import Loop, step
+from models.nets import padding_mask
 from models.config import parse_config
 from tests.helpers import tiny_config
 
@@ -129,3 +131,59 @@ def test_scalar_latent_run_writes_posterior_mean_space_plot(tmp_path):
                  out_dir=str(tmp_path / "out"))
     png = tmp_path / "out" / "posterior_mean_space.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "absmax"])
+def test_one_length_batches_skip_packing_with_the_loss_bit_for_bit(tmp_path, pooling):
+    # The same batch with two more PAD columns takes the general path (packing, masks, ignored
+    # targets); without them, the fast path. No dropout, so both draw the same noise.
+    cfg = parse_config(tiny_config(tmp_path, model={"pooling": pooling, "dec_dropout_in": 0.0,
+                                                    "dec_dropout_out": 0.0}))
+    loop = Loop(cfg)
+    batch = next(loop.shuffled())
+    padded = dataclasses.replace(batch, tokens=torch.nn.functional.pad(batch.tokens, (0, 2)))
+    assert padding_mask(batch.tokens, batch.lengths) is None
+    assert padding_mask(padded.tokens, padded.lengths) is not None
+    results = []
+    for b in (batch, padded):
+        torch.manual_seed(3)
+        terms = loop.compute_loss(b)
+        loop.model.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        results.append((terms, [p.grad for p in loop.model.parameters()]))
+    (fast, fast_grads), (general, general_grads) = results
+    for key in ("loss", "recon", "kl"):
+        assert torch.equal(fast[key], general[key]), key
+    for a, b in zip(fast_grads, general_grads):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("make", [lambda ps: torch.optim.SGD(ps, lr=0.7),
+                                  lambda ps: torch.optim.SGD(ps, lr=0.7, momentum=0.9),
+                                  lambda ps: torch.optim.Adam(ps, lr=0.1)])
+def test_step_is_the_optimizers_step_bit_for_bit(make):
+    # Plain SGD takes the one-update shortcut; anything else is the optimizer's own step.
+    gens = torch.Generator().manual_seed(0)
+    start = [torch.randn(shape, generator=gens) for shape in ((5, 3), (7,), (2, 2))]
+    grads = [torch.randn_like(t) for t in start]
+    stepped = []
+    for update in (lambda opt: opt.step(), step):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        params[2].grad = None  # a parameter without a gradient is left alone
+        opt = make(params)
+        for _ in range(2):
+            update(opt)
+        stepped.append(params)
+    for ours, theirs in zip(*stepped):
+        assert torch.equal(ours, theirs)
+    assert not torch.equal(stepped[0][0], start[0]) and torch.equal(stepped[0][2], start[2])
+
+
+def test_evaluation_pass_budget_changes_no_metric(tmp_path):
+    cfg = tiny_config(tmp_path, train={"max_epochs": 1})
+    tiny_passes = models.train(models.config.merge(cfg, {"eval": {"pass_mib": 1e-3}}))["test"]
+    assert tiny_passes == pytest.approx(models.train(cfg)["test"], rel=1e-5)
+    with pytest.raises(models.ConfigError, match="eval.pass_mib"):
+        parse_config(models.config.merge(cfg, {"eval": {"pass_mib": 0}}))

@@ -104,13 +104,15 @@ class Split:
             yield self._collate(chunk)
 
     def _collate(self, index: np.ndarray) -> Batch:
-        lengths = self.lengths[index] + 2
+        words = self.lengths[index]
+        lengths = words + 2
         tokens = np.full((len(index), int(lengths.max())), PAD, dtype=np.int64)
         tokens[:, 0] = BOS
-        for row, (i, n) in enumerate(zip(index, lengths)):
-            start = self.offsets[i]
-            tokens[row, 1:n - 1] = self.ids[start:start + n - 2]
-            tokens[row, n - 1] = EOS
+        # All rows at once (a per-row loop cost ~1 % of a small model's training step).
+        columns = np.arange(tokens.shape[1] - 2)
+        real = columns < words[:, None]
+        tokens[:, 1:-1][real] = self.ids[(self.offsets[index][:, None] + columns)[real]]
+        tokens[np.arange(len(index)), lengths - 1] = EOS
         labels = [self.labels[i] for i in index] if self.labels is not None else None
         return Batch(torch.from_numpy(tokens), torch.from_numpy(lengths),
                      torch.from_numpy(index.astype(np.int64)), labels)
