@@ -54,7 +54,8 @@ def step(optimizer: torch.optim.Optimizer) -> None:
     with torch.no_grad():
         for group in optimizer.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            torch._foreach_add_(params, [p.grad for p in params], alpha=-group["lr"])
+            if params:
+                torch._foreach_add_(params, [p.grad for p in params], alpha=-group["lr"])
 
 
 def resolve_device(name: str) -> torch.device:

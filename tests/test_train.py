@@ -179,6 +179,7 @@ def test_step_is_the_optimizers_step_bit_for_bit(make):
     for ours, theirs in zip(*stepped):
         assert torch.equal(ours, theirs)
     assert not torch.equal(stepped[0][0], start[0]) and torch.equal(stepped[0][2], start[2])
+    step(make([torch.nn.Parameter(torch.zeros(2))]))  # a group without gradients: nothing to do
 
 
 def test_evaluation_pass_budget_changes_no_metric(tmp_path):
