@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.seeds} seeds, NLL from {args.iw_samples} importance samples",
         "Presets as they are; per-method changes: " + "; ".join(
             f"{name}: `{spec}`" for name, spec in OVERRIDES.items()),
-        f"1 torch thread per training, {args.workers} training(s) at once",
+        ("report of the runs stored so far; each was trained earlier, its wall time measured then"
+         if args.report_only else f"1 torch thread per training, {args.workers} training(s) at once"),
     ]
     # A fresh cache per invocation: the synthetic corpus is regenerated (untimed), and
     # pretrain-fb can never reuse an encoder cached by an earlier invocation, which would
