@@ -56,10 +56,11 @@ def run_jobs(jobs: list[tuple[str, int, dict]], workers: int, store: Path, train
         for line in store.read_text().splitlines():
             run = json.loads(line)
             done[run["key"]] = run
-    todo = [job for job in jobs if run_key(job) not in done]
+    keys = [run_key(job) for job in jobs]
+    todo = [job for job, key in zip(jobs, keys) if key not in done]
     print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already in {store}", flush=True)
     if not train_missing:
-        return [done[run_key(job)] for job in jobs if run_key(job) in done]
+        return [done[key] for key in keys if key in done]
     store.parent.mkdir(parents=True, exist_ok=True)
     with store.open("a") as out:
         def keep(run: dict) -> None:
@@ -73,7 +74,7 @@ def run_jobs(jobs: list[tuple[str, int, dict]], workers: int, store: Path, train
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
                 for run in pool.imap_unordered(run_one, todo):
                     keep(run)
-    return [done[run_key(job)] for job in jobs]
+    return [done[key] for key in keys]
 
 
 def compare_methods(args: argparse.Namespace, base: dict, store: Path, **lengths) -> dict[str, list[dict]]:

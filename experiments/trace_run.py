@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
 from experiments.runs import method_config
 from models import train
-from models.config import set_dotted
+from models.config import ConfigError, set_dotted
+from sweeps.cli.options import parse_assignment  # the --set syntax of `sweeps train`
 
 
 def line(report) -> str:
@@ -32,8 +31,10 @@ def main(argv: list[str] | None = None) -> None:
             "eval": {"iw_samples": 50, "iw_batch": 50}}
     sets: dict = {}
     for text in args.overrides:
-        key, _, value = text.partition("=")
-        set_dotted(sets, key, yaml.safe_load(value))
+        try:
+            set_dotted(sets, *parse_assignment(text))
+        except ConfigError as err:
+            parser.error(str(err))
     config = method_config(args.method, base, overrides={args.method: sets})  # --set over the preset
     result = train(config, on_epoch=lambda r: print(line(r), flush=True))
     test = result["test"]
