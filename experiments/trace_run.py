@@ -1,10 +1,13 @@
 """One preset at He et al.'s synthetic settings (profile `synthetic`, latent 32), traced: a line per
-validation with the validation −ELBO, KL, MI and AU, Scale-VAE's median factor f̄ and aggressive
-mode's state, then the test metrics. The quick way to watch a method escape or fall into
+validation with the validation −ELBO, KL, MI and AU, the spread of the raw posterior means and
+the posterior standard deviation, the gradient norm before clipping and the share of updates
+clipped, Scale-VAE's median factor f̄ and aggressive mode's state, then the test metrics. The quick way to watch a method escape or fall into
 collapse, e.g. `python -m experiments.trace_run scale --epochs 4 --set methods.scale.f_epo=2`."""
 from __future__ import annotations
 
 import argparse
+
+import torch
 
 from experiments.runs import method_config
 from models import train
@@ -12,10 +15,26 @@ from models.config import ConfigError, set_dotted
 from sweeps.cli.options import parse_assignment  # the --set syntax of `sweeps train`
 
 
+def posterior_spread(loop) -> str:
+    """Medians over latent dimensions, on the validation split: Std[μ_d] over sentences (what AU
+    thresholds, and what Scale-VAE divides des_std by) and the posterior's σ_d."""
+    model, was_training = loop.model, loop.model.training
+    model.eval()
+    with torch.no_grad():
+        stats = [model.encode(b.tokens.to(loop.device), b.lengths.to(loop.device))
+                 for b in loop.corpus.valid.batches(256, shuffle=False)]
+    model.train(was_training)
+    mu = torch.cat([s[0] for s in stats])
+    sigma = (0.5 * torch.cat([s[1] for s in stats])).exp()
+    return f"Std[mu] {mu.std(0).median():.2e}  sigma {sigma.median():.3f}"
+
+
 def line(report) -> str:
     m = report.metrics
+    spread = posterior_spread(report.loop) if report.loop.is_vae else ""
     return (f"validation {report.epoch:>3} (update {report.loop.step:>6}, {m['epoch_time']:5.0f}s)  "
             f"val -ELBO {m['val/neg_elbo']:.2f}  KL {m['val/kl']:.2f}  MI {m['val/mi']:.3f}  AU {m['val/au']:.0f}  "
+            f"{spread}  |grad| {m['train/grad_norm']:.2f} clipped {m['train/clipped']:.2f}  "
             f"f {m.get('train/scale_factor', 1.0):.3g}  aggressive {m.get('train/aggressive', '-')}  "
             f"inner {m.get('train/inner_steps', '-')}")
 

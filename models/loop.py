@@ -136,8 +136,9 @@ class Loop:
         loss = (recon + self.current_kl_weight() * kl_term(self.cfg.kl, kl_dims)).mean()
         return {"loss": loss, "recon": recon, "kl": kl_dims.sum(-1)}
 
-    def apply_update(self, loss: torch.Tensor, encoder: bool = True, decoder: bool = True) -> None:
-        """One optimiser step on the chosen parameter groups, gradients clipped (5.0 in the papers)."""
+    def apply_update(self, loss: torch.Tensor, encoder: bool = True, decoder: bool = True) -> torch.Tensor:
+        """One optimiser step on the chosen parameter groups, gradients clipped (5.0 in the papers);
+        returns the gradient norm before clipping."""
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"training loss became {loss.item()} at epoch {self.epoch}, step {self.step}")
         chosen = [opt for opt, use in ((self.enc_optimizer, encoder), (self.dec_optimizer, decoder))
@@ -147,9 +148,10 @@ class Loop:
                 opt.zero_grad(set_to_none=True)
         loss.backward()
         # One norm over every parameter, also when one group is stepped (He et al.'s code).
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
         for opt in chosen:
             step(opt)
+        return norm
 
     # -- training -----------------------------------------------------------------
     def shuffled(self):
@@ -159,10 +161,13 @@ class Loop:
             yield batch.to(self.device)
 
     def train_on(self, batches) -> dict[str, float]:
-        """One update per batch, with the methods' hooks; the mean loss terms per sentence."""
+        """One update per batch, with the methods' hooks; the mean loss terms per sentence, the
+        mean gradient norm before clipping and the fraction of updates clipped (a run whose
+        updates are mostly clipped trains at a smaller step than its learning rate says)."""
         self.model.train()
         totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
         sentences = 0
+        norms = []
         for batch in batches:
             plan = StepPlan()
             for method in self.methods:
@@ -171,14 +176,19 @@ class Loop:
                     plan.update_encoder &= restriction.update_encoder
                     plan.update_decoder &= restriction.update_decoder
             terms = self.compute_loss(batch)
-            self.apply_update(terms["loss"], plan.update_encoder, plan.update_decoder)
+            norms.append(self.apply_update(terms["loss"], plan.update_encoder, plan.update_decoder))
             self.step += 1
             size = batch.tokens.size(0)
             sentences += size
             totals["loss"] += terms["loss"].item() * size
             totals["recon"] += terms["recon"].sum().item()
             totals["kl"] += terms["kl"].sum().item()
-        return {f"train/{key}": value / max(sentences, 1) for key, value in totals.items()}
+        metrics = {f"train/{key}": value / max(sentences, 1) for key, value in totals.items()}
+        if norms:
+            stacked = torch.stack(norms)  # one transfer for the interval, not one per update
+            metrics["train/grad_norm"] = stacked.mean().item()
+            metrics["train/clipped"] = (stacked > self.cfg.train.clip_grad).float().mean().item()
+        return metrics
 
     def interval_batches(self):
         """Training batches up to the next validation: the rest of the epoch, or with

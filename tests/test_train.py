@@ -188,3 +188,13 @@ def test_evaluation_pass_budget_changes_no_metric(tmp_path):
     assert tiny_passes == pytest.approx(models.train(cfg)["test"], rel=1e-5)
     with pytest.raises(models.ConfigError, match="eval.pass_mib"):
         parse_config(models.config.merge(cfg, {"eval": {"pass_mib": 0}}))
+
+
+def test_history_reports_gradient_norm_before_clipping_and_clipped_fraction(tmp_path):
+    """The clipped fraction says how often the joint clip shrank an update; with a threshold
+    far below every norm it is 1, far above every norm 0."""
+    tight = models.train(tiny_config(tmp_path, train={"max_epochs": 1, "clip_grad": 1e-6}))["history"][0]
+    loose = models.train(tiny_config(tmp_path, train={"max_epochs": 1, "clip_grad": 1e6}))["history"][0]
+    assert tight["train/clipped"] == 1.0 and loose["train/clipped"] == 0.0
+    assert 0 < loose["train/grad_norm"] < 1e6
+    assert tight["train/grad_norm"] > 1e-6
