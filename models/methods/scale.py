@@ -40,11 +40,13 @@ def batch_factor(mu: torch.Tensor, des_std: float) -> torch.Tensor:
     """f = des_std / Std[μ] per dimension over the minibatch: mu (B, D) → (D,), B ≥ 2.
 
     Alg. 1 line 6 computes f from the minibatch's μ inside the step, so gradients flow through
-    Std[μ] too: within f_epo the decoder's input f·μ does not change with the spread of μ, and
-    no update can shrink μ for free. With f held constant instead, the decoder's early
-    preference for a quieter z shrinks μ step after step while f grows to match (measured on
-    the synthetic corpus: f ≈ 10⁴ after 3 epochs, against O(1) here; docs/results). After
-    f_epo the factor is the previous epoch's average, a constant.
+    Std[μ] too: within f_epo the decoder's input f·μ does not change with the spread of μ. With
+    f held constant in a step instead, the decoder's early preference for a quieter z shrinks μ
+    step after step while f grows to match (measured on the synthetic corpus: f ≈ 10⁴ after 3
+    epochs, against O(1) here). Neither holds μ's scale up: the reconstruction is blind to it
+    and the KL term (on the raw posterior, Eq. 7) pulls it in, so Std[μ] falls and f rises
+    over training (docs/results/collapse_table.md). After f_epo the factor is the previous
+    epoch's average, a constant.
     """
     return des_std / mu.std(0, correction=0).clamp(min=STD_FLOOR)
 
