@@ -17,9 +17,12 @@ from sweeps.space import loader, parameters, probe, rules
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def write(tmp_path, text: str, name: str = "space.yaml") -> str:
+def write(tmp_path, text: str | bytes, name: str = "space.yaml") -> str:
     path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
+    if isinstance(text, bytes):  # not necessarily text at all
+        path.write_bytes(text)
+    else:
+        path.write_text(textwrap.dedent(text))
     return str(path)
 
 
@@ -29,6 +32,9 @@ LR = "params:\n  train.lr: {type: float, low: 0.1, high: 1.0}\n"
 MALFORMED = [
     ("params: {a: [1, 2}\n", "line 1", "expected ',' or ']'"),
     ("trials: 3\ntrials: 4\n", "line 2", "duplicate key 'trials'"),
+    ("fixed: {[train.lr]: 0.5}\n", "line 1", "a key must be a name, got a list"),
+    ("method: vae\n? {a: 1}\n: 2\n", "line 2", "a key must be a name, got a dict"),
+    (b"method: vae # caf\xe9\n", "not UTF-8 text", "byte 17"),
     ("- a\n- b\n", "expected a mapping", "method"),
     ("trails: 3\n", "trails", "unknown key"),
     ("method: fancy\n", "method", "unknown method preset 'fancy'"),

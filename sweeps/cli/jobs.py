@@ -56,8 +56,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def submit(args: argparse.Namespace) -> int:
-    load(args.space)  # a bad space is refused here, not in the job's logs
-    overrides_from_args(args)
+    run.refuse_searched(load(args.space), overrides_from_args(args))  # refused here, not in the job's logs
     space = Path(args.space).resolve()
     if not space.is_relative_to(REPO_ROOT):
         raise UserError(f"{args.space}: the space file must be inside {REPO_ROOT}, which the job ships")

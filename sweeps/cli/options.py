@@ -43,21 +43,23 @@ def parse_assignment(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
+OPTION_KEYS = {"dataset": "data.name", "profile": "profile", "epochs": "train.max_epochs", "seed": "seed"}
+"""The config key each shared option sets, besides --set."""
+
+
 def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
     """Dotted config keys set by the shared options, in the order they apply."""
-    out: dict[str, object] = {}
-    if args.dataset:
-        out["data.name"] = args.dataset
-    if args.profile:
-        out["profile"] = args.profile
-    if args.epochs is not None:
-        out["train.max_epochs"] = args.epochs
-    if args.seed is not None:
-        out["seed"] = args.seed
+    out: dict[str, object] = {key: getattr(args, option) for option, key in OPTION_KEYS.items()
+                              if getattr(args, option) not in (None, "")}
     for text in args.overrides:
         key, value = parse_assignment(text)
         out[key] = value
     return out
+
+
+def option_for(key: str) -> str:
+    """The option that set dotted KEY, for a message."""
+    return next((f"--{option}" for option, set_key in OPTION_KEYS.items() if set_key == key), f"--set {key}")
 
 
 def read_config_file(path: str) -> dict:

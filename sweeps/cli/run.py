@@ -1,6 +1,7 @@
 """`sweeps run SPACE.yaml`: one sweep, from the search space to the summary.
 
-Checks everything the user gave (space, --set values, options) before starting
+Checks everything the user gave (the space; --set values, none on a searched key;
+options; a trial's CPUs and GPUs against this machine; the corpus) before starting
 anything; then the MLflow server (unless --tracking-uri), the sweep's parent run, a
 local Ray, and the Tune experiment under ./sweep_results/NAME, where `sweep.json`
 records what `resume` needs. Ray and Optuna are imported only once input is valid.
@@ -12,12 +13,15 @@ import os
 import sys
 
 from models.config import parse_config
+from models.data import load_corpus
 from sweeps import tracking
-from sweeps.cli.options import add_config_options, add_tracking_option, overrides_from_args
+from sweeps.cli.options import add_config_options, add_tracking_option, option_for, overrides_from_args
 from sweeps.cli.sweep import execute, load, results_dir, sweep_name
 from sweeps.errors import UserError
-from sweeps.space import SpaceError
+from sweeps.space import SearchSpace, SpaceError
 
+DATA_SOURCES = ("data.name", "data.train", "data.valid", "data.test")
+"""The config keys that choose a trial's corpus files."""
 HELP = "run a sweep: Optuna proposes trials, Ray Tune schedules them, MLflow records them"
 
 
@@ -35,12 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     space = load(args.space)
     overrides = overrides_from_args(args)
+    refuse_searched(space, overrides)
     trials = _positive(args.trials, space.trials, "--trials", int)
     max_concurrent = _positive(args.max_concurrent, space.max_concurrent, "--max-concurrent", int)
     cpus = _positive(args.cpus_per_trial, space.resources.cpus, "--cpus-per-trial", float)
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else space.resources.gpus
     if gpus < 0:
         raise UserError(f"--gpus-per-trial: must be >= 0, got {gpus}")
+    _refuse_infeasible(space, args, cpus, gpus)
     overrides.setdefault("threads", max(1, int(cpus)))  # torch threads = the trial's CPUs
     from sweeps.engine import sample_config
     try:
@@ -53,6 +59,8 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"sweep {name!r} already exists in {results}; continue it with "
                         f"`python -m sweeps resume {name}` or choose another --name")
     uri = _explicit_uri(args.tracking_uri)
+    if not set(DATA_SOURCES) & set(space.searched()):  # else each trial reads its own, failing alone
+        load_corpus(parse_config(probe).data)  # tokenised once, into the cache the trials read
     record = {"name": name, "space_file": os.path.abspath(args.space), "overrides": overrides,
               "trials": trials, "max_concurrent": max_concurrent, "cpus": cpus, "gpus": gpus,
               # As trials resolve it: --epochs, the space's, else the corpus profile's default.
@@ -60,6 +68,31 @@ def main(args: argparse.Namespace) -> int:
               "seed": int(overrides.get("seed", 0)), "tracking_uri": uri, "mlflow_root": os.getcwd(),
               "results": str(results), "command": " ".join(["python -m sweeps", *sys.argv[1:]])}
     return execute(record, space, restore=False)
+
+
+def refuse_searched(space: SearchSpace, overrides: dict) -> None:
+    """A value fixed for a key the space searches would replace every sampled value: Optuna
+    would learn from values never trained, and the summary would print them as the best."""
+    searched = space.searched()
+    for key, value in overrides.items():
+        for leaf in tracking.flatten({key: value}):  # a mapping value sets only the keys it names
+            if leaf in searched:
+                raise UserError(f"{option_for(key)}: {leaf} is searched by {space.path} ({searched[leaf]}); "
+                                "to fix it, move it to `fixed:` in a copy of the space")
+
+
+def _refuse_infeasible(space: SearchSpace, args: argparse.Namespace, cpus: float, gpus: float) -> None:
+    """A trial that asks for more than a node has waits for ever: Ray never says no."""
+    from sweeps.engine import local_capacity
+    capacity = local_capacity()
+    if capacity is None:
+        return
+    for kind, need, option in (("cpu", cpus, "cpus_per_trial"), ("gpu", gpus, "gpus_per_trial")):
+        if need > capacity[kind]:
+            where = (f"--{option.replace('_', '-')}" if getattr(args, option) is not None
+                     else f"{space.path}: resources.{kind}s")
+            raise UserError(f"{where}: a trial needs {need:g} {kind.upper()}s and this machine has {capacity[kind]}, "
+                            "so none could start (set RAY_ADDRESS to run on a cluster)")
 
 
 def _positive(value, default, option: str, kind: type):

@@ -91,7 +91,9 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
             if lost:
                 print(f"deleted {lost} MLflow run(s) of trials lost with the interrupted driver")
             unfinished = len(rows) < record["trials"] or any(r.outcome in ("running", "pending") for r in rows)
-            status = "KILLED" if unfinished else "FINISHED"
+            # A sweep whose every trial failed found nothing: a script running it must notice.
+            status = ("KILLED" if unfinished else "FAILED" if all(r.outcome == "failed" for r in rows)
+                      else "FINISHED")
             # The sweep's own plots go on its parent run, where the MLflow UI shows them.
             plots = overview.sweep_plots(tracking.Store(uri), record["name"], space, tmp)
         except KeyboardInterrupt:
@@ -102,7 +104,7 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
             tracking.finish_sweep_run(uri, record["parent_run_id"], status, {
                 "summary.txt": report, "trials.csv": engine.trials_csv(rows, space.objectives)}, tuple(plots))
             print(report)
-    return 0 if status == "FINISHED" else 130
+    return {"FINISHED": 0, "FAILED": 1}.get(status, 130)
 
 
 def _where(record: dict, uri: str, status: str) -> dict[str, str]:
@@ -114,7 +116,7 @@ def _where(record: dict, uri: str, status: str) -> dict[str, str]:
              "Browse": ("python -m sweeps ui  (then open the sweep's link it prints)" if local
                         else tracking.ui_link(uri, record["experiment_id"])),
              "Optuna study": f"optuna-dashboard {engine.storage_url(record['results'])}"}
-    if status != "FINISHED":
+    if status == "KILLED":  # failed trials stay failed: resuming reruns nothing
         where["Resume"] = f"python -m sweeps resume {record['name']}"
     return where
 

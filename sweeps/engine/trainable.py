@@ -7,6 +7,7 @@ and ends with a result marked by `trial_status` (see search.ParetoSafeOptunaSear
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import tempfile
@@ -19,12 +20,16 @@ import torch
 from ray import tune
 
 import models
+from models.data import DataError
 from models.loop import resolve_device
 from sweeps import tracking
 from sweeps.space import METHOD, SearchSpace
 
 STATE_FILE = "train.pt"
 RUN_ID_FILE = "mlflow_run_id"
+DETERMINISTIC = {models.TrainingDiverged: tracking.DIVERGED, models.ConfigError: "config rejected by models: ",
+                 DataError: "data rejected by models: "}
+"""The failures of a trial that end it at once, and the prefix of their reason."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
         run = tracking.TrialRun.find_or_create(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
                                                trial_id, run_id)
         if run.settled:  # ended before an interrupted driver saved it: report that end again
-            _report_end(run.outcome, run.logged_epoch, run.test_metrics, run.reason)
+            _report_end(run.outcome, run.logged_epoch, run.final_metrics, run.reason)
             return
         run.start()
 
@@ -69,17 +74,16 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
             run.log_config(config, sampled.get(METHOD, ctx.space.method))
             run.record_placement(**_placement(config))
             result = models.train(config, on_epoch=on_epoch, out_dir=out_dir, resume_from=state)
-        except (models.TrainingDiverged, models.ConfigError) as err:
-            # Deterministic: a retry would fail the same way. End the trial with a result, not an error.
-            reason = (f"{tracking.DIVERGED}{err}" if isinstance(err, models.TrainingDiverged)
-                      else f"config rejected by models: {err}")
+            test, final = _final_metrics(result)
+        except tuple(DETERMINISTIC) as err:
+            # A retry would fail the same way. End the trial with a result, not an error.
+            reason = next(prefix for kind, prefix in DETERMINISTIC.items() if isinstance(err, kind)) + str(err)
             run.finish("failed", reason)
             _report_end("failed", run.logged_epoch, {}, reason)
             return
         except Exception:
             run.finish("failed", traceback.format_exc())
             raise  # worker-side trouble: Tune retries it (FailureConfig) from the checkpoint
-        test = {f"test/{k}": v for k, v in result["test"].items()}
         run.log_final(result["epochs"], {**test, "wall_time": result["wall_time"]})
         # What models wrote for people (figures, samples.txt, reconstructions.txt) and the model
         # file, not the checkpoint: optimiser state for resuming, which the trial no longer needs.
@@ -87,7 +91,19 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
             if name.endswith((".png", ".txt")) or name == models.MODEL_FILE:
                 run.client.log_artifact(run.run_id, os.path.join(out_dir, name))
         run.finish("completed")
-        _report_end("completed", result["epochs"], test)
+        _report_end("completed", result["epochs"], final)
+
+
+def _final_metrics(result: dict) -> tuple[dict, dict]:
+    """The test metrics, and what the final result reports: those and the last validation's,
+    which objectives may name too. Raises TrainingDiverged if one is NaN or infinite: such a
+    value would rank first or never be dominated, and Optuna refuses it."""
+    test = {f"test/{k}": v for k, v in result["test"].items()}
+    final = {**test, **{k: v for k, v in result["history"][-1].items() if k.startswith("val/")}}
+    bad = [f"{k}={v}" for k, v in final.items() if not math.isfinite(v)]
+    if bad:
+        raise models.TrainingDiverged(f"final metrics not finite: {', '.join(bad)}")
+    return test, final
 
 
 def _placement(config: dict) -> dict[str, str]:

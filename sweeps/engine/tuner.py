@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
+import torch
 from ray import tune
 
 from sweeps import tracking
@@ -101,6 +102,14 @@ class _SweepCallback(tune.Callback):
             self._record(trial, outcome(trial))
 
 
+def local_capacity() -> dict[str, int] | None:
+    """The CPUs and GPUs of the local Ray, which is one node: this machine's, and the GPUs that
+    torch (so a trial) can use. None when RAY_ADDRESS names a cluster, whose nodes decide."""
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    return {"cpu": os.cpu_count(), "gpu": torch.cuda.device_count()}
+
+
 @contextlib.contextmanager
 def local_ray():
     """Ray for this process: the cluster in RAY_ADDRESS, else a local Ray, quiet and without
@@ -114,15 +123,15 @@ def local_ray():
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # MLflow is our logger
     # Per-epoch results lack the test objectives that only the final result carries.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    started = not ray.is_initialized()
-    if started and os.environ.get("RAY_ADDRESS"):
+    started, capacity = not ray.is_initialized(), local_capacity()
+    if started and capacity is None:
         # A driver submitted as a Ray Job (the job sets RAY_ADDRESS), or pointed at a cluster:
         # join it with the resources its nodes declared.
         ray.init(log_to_driver=False, logging_level="ERROR", configure_logging=True)
     elif started:
         # address="local": never join a `ray start` cluster that merely runs on this machine.
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR", configure_logging=True)
+        ray.init(address="local", num_cpus=capacity["cpu"], num_gpus=capacity["gpu"], include_dashboard=False,
+                 log_to_driver=False, logging_level="ERROR", configure_logging=True)
     try:
         yield
     finally:

@@ -130,6 +130,14 @@ class SearchSpace:
                 config = merge(config, nested)  # a mapping value (`methods.pretrain: {}`) merges, not replaces
         return to_dict(parse_config(config))
 
+    def searched(self) -> dict[str, str]:
+        """Every key a trial may sample, and where the space declares it."""
+        out = {METHOD: "methods"} if self.methods else {}
+        out.update({p.key: f"params.{p.key}" for p in self.params})
+        for label, branch in self.methods.items():
+            out.update({p.key: f"methods.{label}.params.{p.key}" for p in branch.params if p.key not in out})
+        return out
+
     def params_for(self, label: str | None) -> tuple[Param, ...]:
         """The parameters of a trial of method LABEL (None: a single-method space)."""
         return self.params + (self.methods[label].params if label else ())

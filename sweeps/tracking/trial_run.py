@@ -45,6 +45,10 @@ class TrialRun:
         """As recorded by an earlier attempt: None, running, completed, pruned or failed."""
         self.reason = run.data.tags.get("failure_reason", "")
         self.test_metrics = {k: v for k, v in run.data.metrics.items() if k.startswith("test/")}
+        # MLflow keeps each metric's value at its highest step: for val/*, the last validation's.
+        self.final_metrics = {k: v for k, v in run.data.metrics.items()
+                              if k.startswith(("test/", "val/"))} if self.outcome == "completed" else {}
+        """What the final result of a trial that trained to the end reported (see engine.trainable)."""
         # Epochs up to here are already logged: a resumed trial retrains at most the epochs
         # after its last checkpoint, deterministically, and must not log them twice.
         history = self.client.get_metric_history(run_id, "val/neg_elbo")
