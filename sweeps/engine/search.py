@@ -1,8 +1,8 @@
 """Proposing and stopping trials: Optuna's samplers behind Ray's OptunaSearch, and ASHA.
 
 Optuna proposes (TPE, multi-objective over the space's objectives; or a grid), a
-ConcurrencyLimiter bounds trials in flight, and ASHA stops hopeless trials on the
-validation loss reported every epoch.
+ConcurrencyLimiter bounds trials in flight, and successive halving (ASHA's rungs, on every
+objective's validation metric: halving.py) stops hopeless trials.
 """
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ from dataclasses import dataclass
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeps.engine.halving import ObjectiveHalving, rung_metrics
 from sweeps.space import SearchSpace
-
-SCHEDULER_METRIC = "val/neg_elbo"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial otherwise
 
@@ -63,7 +62,7 @@ def tune_config(space: SearchSpace, trials: int, max_concurrent: int, epochs: in
         space=space.define_by_run, metric=metrics if len(metrics) > 1 else metrics[0],
         mode=modes if len(modes) > 1 else modes[0], sampler=_sampler(space, seed))
     # A grid's trials are replicates or a one-parameter curve: each trains to the end.
-    scheduler = FIFOScheduler() if space.sampler == "grid" else _scheduler(epochs, asha)
+    scheduler = FIFOScheduler() if space.sampler == "grid" else _scheduler(space, epochs, asha)
     return tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
                            scheduler=scheduler, num_samples=trials,
                            reuse_actors=True)  # a new actor re-imports torch and MLflow: seconds per trial
@@ -75,14 +74,13 @@ def _sampler(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def _scheduler(epochs: int, asha: Asha):
-    """ASHA on the validation loss, with no rung at the last epoch: a trial that trained to
-    the end is worth its test evaluation (and stop_last_trials=False lets it get there)."""
+def _scheduler(space: SearchSpace, epochs: int, asha: Asha):
+    """Halving on the objectives' validation metrics, with no rung at the last epoch: a trial
+    that trained to the end is worth its test evaluation."""
     grace = asha.grace_period or max(1, epochs // 10)
     if epochs - 1 < grace:
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="epoch", metric=SCHEDULER_METRIC, mode="min", max_t=epochs - 1,
-                         grace_period=grace, reduction_factor=asha.reduction_factor, stop_last_trials=False)
+    return ObjectiveHalving(rung_metrics(space.objectives), grace, asha.reduction_factor, max_t=epochs - 1)
 
 
 def load_study(experiment_dir: str) -> optuna.Study:
