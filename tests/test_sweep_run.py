@@ -1,4 +1,5 @@
 """End-to-end sweeps: real Ray Tune, real Optuna, a real MLflow tracking server, tiny models."""
+import contextlib
 import json
 import os
 import re
@@ -179,13 +180,24 @@ def _server_processes(db: Path) -> list[int]:
     return pids
 
 
+def _driver(cwd: Path, *args: str) -> subprocess.Popen:
+    """`python -m sweeps ARGS` in its own session (so that the test can kill what it leaves),
+    output merged into stdout."""
+    return subprocess.Popen([sys.executable, "-m", "sweeps", *args], cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    """Whatever a driver's session still runs (Ray's processes, after a driver killed hard)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, monkeypatch, local_ray):
     space = write_space(tmp_path / "kill.yaml", LR, trials=6, epochs=3, max_concurrent=2)
     # The embedded default: no --tracking-uri, so the sweep runs its own server over ./mlflow.db.
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "sweeps", "run", space, "--name", "k", "--seed", "2"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = _driver(tmp_path, "run", space, "--name", "k", "--seed", "2")
     try:
         _wait_for_finished_trials(proc, 2, timeout=240)
         proc.send_signal(signal.SIGKILL)  # the driver only: Ray and the MLflow server must notice
@@ -195,7 +207,7 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, 
             time.sleep(0.5)
         assert not _server_processes(tmp_path / "mlflow.db"), "the MLflow server outlived its driver"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # Ray agents the killed driver leaves behind
+        _kill_session(proc)  # Ray agents the killed driver leaves behind
     # With every writer gone the store can be read directly.
     store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     _, before = sweep_runs(store, "k")
@@ -221,6 +233,34 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, 
     mirror = optuna.load_study(study_name="k", storage=engine.storage_url(str(tmp_path / "sweep_results" / "k")))
     mirrored = [t.user_attrs["tune_trial_id"] for t in mirror.trials]
     assert len(mirrored) == len(set(mirrored)) and set(trial_ids) <= set(mirrored)
+
+
+def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_resume_continues(tmp_path, monkeypatch, local_ray):
+    space = write_space(tmp_path / "term.yaml", LR, trials=4, epochs=3, max_concurrent=2)
+    proc = _driver(tmp_path, "run", space, "--name", "t", "--seed", "3")
+    try:
+        _wait_for_finished_trials(proc, 1, timeout=900)
+        proc.send_signal(signal.SIGTERM)  # as `kill PID`, a batch scheduler or `ray job stop` would
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        _kill_session(proc)
+    assert proc.returncode == 130, out[-3000:]
+    shown = re.search(r"Sweep t: (\d+) trials \((.*)\)", out)
+    assert shown and int(shown.group(1)) >= 2 and "completed" in shown.group(2), out[-3000:]  # the last rows
+    assert "Resume: python -m sweeps resume t" in out
+    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent, _ = sweep_runs(store, "t")
+    assert parent.info.status == "KILLED"
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["resume", "t"]) == 0  # Tune saved its state on the way out
+    parent, after = sweep_runs(store, "t")
+    assert parent.info.status == "FINISHED"
+    trial_ids = [r.data.tags[tracking.TRIAL_TAG] for r in after]
+    assert len(trial_ids) == len(set(trial_ids)) == 4
+    for run in after:
+        steps = epochs_logged(store, run)
+        assert steps == list(range(1, len(steps) + 1))
 
 
 BAD_SPACES = {

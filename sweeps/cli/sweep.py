@@ -82,10 +82,9 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
     rows, status, plots = [], "FAILED", []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            rows = engine.fit(ctx, record["name"], str(results.parent), trials=record["trials"],
-                              max_concurrent=record["max_concurrent"], cpus=record["cpus"],
-                              gpus=record["gpus"], epochs=record["epochs"], seed=record["seed"],
-                              restore=restore)
+            engine.fit(ctx, record["name"], str(results.parent), trials=record["trials"],
+                       max_concurrent=record["max_concurrent"], cpus=record["cpus"], gpus=record["gpus"],
+                       epochs=record["epochs"], seed=record["seed"], restore=restore, rows=rows)
             lost = tracking.delete_lost_runs(uri, record["experiment_id"], record["parent_run_id"],
                                              {r.trial_id for r in rows})
             if lost:
@@ -99,8 +98,9 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
             raise
         finally:
             report = engine.summary(rows, space.objectives, record["name"], _where(record, uri, status))
-            tracking.finish_sweep_run(uri, record["parent_run_id"], status, {
-                "summary.txt": report, "trials.csv": engine.trials_csv(rows, space.objectives)}, tuple(plots))
+            # Stopped before Tune showed a trial: the summary of an earlier attempt stays.
+            files = {"summary.txt": report, "trials.csv": engine.trials_csv(rows, space.objectives)} if rows else {}
+            tracking.finish_sweep_run(uri, record["parent_run_id"], status, files, tuple(plots))
             print(report)
     return 0 if status == "FINISHED" else 130
 

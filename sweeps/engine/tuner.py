@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,11 +94,11 @@ class _SweepCallback(tune.Callback):
 
     def on_step_end(self, iteration, trials, **info):
         live = _LIVE[self.name]
-        live.rows = trial_rows(trials)
+        live.rows[:] = trial_rows(trials)
         live.progress.update(live.rows)
 
     def on_experiment_end(self, trials, **info):
-        _LIVE[self.name].rows = trial_rows(trials)  # a resumed sweep with nothing left takes no step
+        _LIVE[self.name].rows[:] = trial_rows(trials)  # a resumed sweep with nothing left takes no step
         for trial in trials:  # trials that ended before this version wrote the storage
             self._record(trial, outcome(trial))
 
@@ -123,21 +125,35 @@ def local_ray():
         # address="local": never join a `ray start` cluster that merely runs on this machine.
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
                  logging_level="ERROR", configure_logging=True)
+    # ray.init makes SIGTERM a SystemExit, which skips Tune's last save and ends the sweep as
+    # failed with no trials; a `kill`, a scheduler's pre-emption or a job's stop means Ctrl-C.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
         yield
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         if started:
             ray.shutdown()
 
 
+def _interrupt(signum, frame) -> None:
+    """SIGTERM as SIGINT: Tune's handler during `fit` (stop, save, return), else KeyboardInterrupt."""
+    signal.raise_signal(signal.SIGINT)
+
+
 def fit(ctx: TrialContext, name: str, storage: str, *, trials: int, max_concurrent: int,
         cpus: float, gpus: float, epochs: int, seed: int, restore: bool = False,
-        asha: Asha = Asha()) -> list[TrialRow]:
-    """Run (or, with restore, resume) the sweep; return every trial's final row."""
+        asha: Asha = Asha(), rows: list[TrialRow] | None = None) -> list[TrialRow]:
+    """Run (or, with restore, resume) the sweep; return every trial's final row.
+
+    ROWS, if given, is kept current in place as trials change, so that a caller whom an
+    exception interrupts mid-fit still has every trial as last seen."""
     progress = Progress(trials, epochs, ctx.space.objectives)
     path = os.path.join(storage, name)
     os.makedirs(path, exist_ok=True)
-    _LIVE[name] = live = _Live(ctx, progress, [], StudyMirror(path, name, ctx.space))
+    _LIVE[name] = live = _Live(ctx, progress, [] if rows is None else rows, StudyMirror(path, name, ctx.space))
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": cpus, "gpu": gpus})
     try:
         if restore:
