@@ -202,7 +202,8 @@ def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server,
     resumed = sweeps(env, *submit)
     assert resumed.returncode == 0 and "resumes it" in resumed.stdout and f"sweep-{name}-2" in resumed.stdout
     logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=400)
-    assert logs.returncode == 0 and "python -m sweeps resume halt" in logs.stdout, logs.stdout[-3000:]
+    assert logs.returncode == 0 and f"sweep '{name}' exists in" in logs.stdout and "resuming it" in logs.stdout, \
+        logs.stdout[-3000:]
     parent, children = _sweep_runs(client, name)
     assert parent.info.status == "FINISHED" and len(children) == 3
     assert first.info.run_id in {r.info.run_id for r in children}  # continued, not recreated
@@ -211,6 +212,27 @@ def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server,
         assert sorted(steps) == list(range(1, len(steps) + 1))
     finished = sweeps(env, *submit)
     assert finished.returncode == 2 and "already finished" in finished.stderr
+
+
+def test_a_job_that_never_started_its_sweep_leaves_the_next_to_run_it(cluster, mlflow_server, tmp_path):
+    env, address, (head, spare) = cluster
+    name = "unstarted"
+    # A job of the sweep that died before its driver got anywhere, as one stopped while pending,
+    # one whose runtime environment failed or one interrupted in its first seconds (status 130).
+    died = subprocess.run([RAY, "job", "submit", "--address", address, "--submission-id", f"sweep-{name}-1",
+                           "--metadata-json", json.dumps({"sweep": name}), "--", "python", "-c",
+                           "import sys; sys.exit(130)"], env=env, capture_output=True, text=True, timeout=180)
+    deadline = time.monotonic() + 120
+    while "FAILED" not in sweeps(env, "status", f"sweep-{name}-1", "--address", address).stdout:
+        assert time.monotonic() < deadline, died.stdout + died.stderr
+    submit = ["submit", *SWEEP, "--trials", "2", "--epochs", "2", "--name", name, "--address", address,
+              "--storage", str(tmp_path / "shared"), "--tracking-uri", mlflow_server]
+    again = sweeps(env, *submit)
+    assert again.returncode == 0 and f"sweep-{name}-2" in again.stdout, again.stderr
+    logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=400)
+    assert logs.returncode == 0 and f"Sweep {name}: 2 trials" in logs.stdout, logs.stdout[-3000:]
+    parent, children = _sweep_runs(MlflowClient(mlflow_server), name)
+    assert parent.info.status == "FINISHED" and len(children) == 2
 
 
 def _sweep_runs(client: MlflowClient, name: str):

@@ -235,6 +235,37 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, 
     assert len(mirrored) == len(set(mirrored)) and set(trial_ids) <= set(mirrored)
 
 
+def test_one_driver_per_sweep_refuses_a_second_run_and_a_resume_beside_it(tmp_path):
+    space = write_space(tmp_path / "one.yaml", LR, trials=2, epochs=2, max_concurrent=2)
+    # Both on the embedded default: without the claim each would start a server over ./mlflow.db.
+    drivers = [_driver(tmp_path, "run", space, "--name", "x", "--seed", "0") for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 600  # generous: imports alone take minutes on a busy 2-core machine
+        while all(d.poll() is None for d in drivers):
+            assert time.monotonic() < deadline, "neither driver was refused"
+            time.sleep(0.2)
+        refused = next(d for d in drivers if d.poll() is not None)
+        winner = next(d for d in drivers if d is not refused)
+        said = refused.stdout.read()
+        assert refused.returncode == 2 and said.startswith("error: sweep 'x' is already "), said
+        assert len(said.splitlines()) == 1
+        record = tmp_path / "sweep_results" / "x" / "sweep.json"
+        while not record.exists():  # the winner has its parent run: a resume now meets it running
+            assert winner.poll() is None and time.monotonic() < deadline + 600, "the winner did not start"
+            time.sleep(0.2)
+        beside = subprocess.run([sys.executable, "-m", "sweeps", "resume", "x"], cwd=tmp_path, capture_output=True,
+                                text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+        assert beside.returncode == 2 and "sweep 'x' is already running (pid" in beside.stderr, beside.stderr
+        out, _ = winner.communicate(timeout=900)
+        assert winner.returncode == 0, out[-3000:]
+    finally:
+        for driver in drivers:
+            _kill_session(driver)
+    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent, children = sweep_runs(store, "x")  # one parent run: the refused drivers created none
+    assert parent.info.status == "FINISHED" and len(children) == 2
+
+
 def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_resume_continues(tmp_path, monkeypatch, local_ray):
     space = write_space(tmp_path / "term.yaml", LR, trials=4, epochs=3, max_concurrent=2)
     proc = _driver(tmp_path, "run", space, "--name", "t", "--seed", "3")
