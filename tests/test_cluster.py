@@ -26,6 +26,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config  # what
 
 from sweeps import cli, tracking
 from sweeps.cluster import server
+from tests.helpers import session_pids
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -36,27 +37,14 @@ SWEEP = ["tests/fixtures/cluster_space.yaml", "--trials", "4", "--epochs", "6", 
              "model.dec_hidden=8", "model.latent_dim=2", "eval.iw_samples=5", "eval.iw_batch=5") for a in ("--set", kv)]
 
 
-def _session_pids(session: int) -> list[int]:
-    """Live processes of a session: a node started by `ray start` in a new session keeps
-    every process it spawns there (raylet, agents, workers, job drivers)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session and fields[0] != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
-
-
 def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
 
 
 class Node:
-    """One `ray start` on this machine, in its own session and temp dir, killed by session:
-    `ray stop` would stop every Ray on the machine, other test runs' included."""
+    """One `ray start` on this machine, in its own session and temp dir, killed by session (the
+    node keeps every process it spawns there: raylet, agents, workers, job drivers): `ray stop`
+    would stop every Ray on the machine, other test runs' included."""
 
     def __init__(self, env: dict, *options: str):
         self.temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
@@ -74,19 +62,19 @@ class Node:
             self.kill()
             shutil.rmtree(self.temp, ignore_errors=True)
             raise
-        raylet = next(cmdline for cmdline in map(_cmdline, _session_pids(self.session)) if "raylet/raylet" in cmdline)
+        raylet = next(cmdline for cmdline in map(_cmdline, session_pids(self.session)) if "raylet/raylet" in cmdline)
         self.node_id = re.search(r"--node_id=(\w+)", raylet).group(1)
 
     def kill(self) -> None:
-        for pid in _session_pids(self.session):
+        for pid in session_pids(self.session):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + 30
-        while _session_pids(self.session) and time.monotonic() < deadline:
+        while session_pids(self.session) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _session_pids(self.session)
+        assert not session_pids(self.session)
 
 
 @pytest.fixture(scope="module")

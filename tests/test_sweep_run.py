@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -17,6 +18,7 @@ from models.config import parse_config
 from sweeps import cli, engine, tracking
 from sweeps.engine.progress import TrialRow, pareto_front
 from sweeps.space import Objective, load_space
+from tests.helpers import session_pids
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"data.synthetic_sentences": 400, "model.enc_emb_dim": 8, "model.enc_hidden": 8,
@@ -246,9 +248,9 @@ def test_one_driver_per_sweep_refuses_a_second_run_and_a_resume_beside_it(tmp_pa
             time.sleep(0.2)
         refused = next(d for d in drivers if d.poll() is not None)
         winner = next(d for d in drivers if d is not refused)
-        said = refused.stdout.read()
-        assert refused.returncode == 2 and said.startswith("error: sweep 'x' is already "), said
-        assert len(said.splitlines()) == 1
+        said = refused.stdout.read().strip().splitlines()
+        assert refused.returncode == 2 and said[-1].startswith("error: sweep 'x' is already "), said
+        assert sum("error" in line.lower() for line in said) == 1  # one line, no traceback
         record = tmp_path / "sweep_results" / "x" / "sweep.json"
         while not record.exists():  # the winner has its parent run: a resume now meets it running
             assert winner.poll() is None and time.monotonic() < deadline + 600, "the winner did not start"
@@ -292,6 +294,79 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_resume_continues(tmp_path, mon
     for run in after:
         steps = epochs_logged(store, run)
         assert steps == list(range(1, len(steps) + 1))
+
+
+def _age(pid: int) -> float:
+    """Seconds since process PID started."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _healthy(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def test_local_server_that_dies_mid_sweep_is_restarted_and_loses_no_metric(tmp_path):
+    epochs = 6
+    space = write_space(tmp_path / "die.yaml", {"seed": {"type": "categorical", "choices": [0, 1, 2]}},
+                        sampler="grid", trials=3, epochs=epochs, max_concurrent=1)
+    proc = _driver(tmp_path, "run", space, "--name", "die")
+    try:
+        deadline = time.monotonic() + 900
+        guard = None
+        while guard is None:  # the embedded default's guard, in its own session
+            assert proc.poll() is None and time.monotonic() < deadline, "no local server started"
+            guard = next((pid for pid in _server_processes(tmp_path / "mlflow.db")
+                          if "sweeps.tracking" in Path(f"/proc/{pid}/cmdline").read_text()), None)
+            time.sleep(0.2)
+        port = re.search(r"--port\x00(\d+)", Path(f"/proc/{guard}/cmdline").read_text()).group(1)
+        uri = f"http://127.0.0.1:{port}"
+        client = MlflowClient(uri)
+        mid = None
+        while mid is None:  # a trial mid-training, on a server past its start-up
+            assert proc.poll() is None and time.monotonic() < deadline, "no trial caught mid-training"
+            server = [pid for pid in session_pids(guard) if pid != guard]
+            experiment = client.get_experiment_by_name("die") if _healthy(uri) else None
+            if experiment and server and min(map(_age, server)) > tracking.server.START_FAILURE_S + 2:
+                mid = next((r for r in client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+                            if tracking.PARENT_TAG in r.data.tags
+                            and 1 <= len(epochs_logged(client, r)) < epochs - 1), None)
+            time.sleep(0.3)
+        for pid in server:  # the server crashes; its guard lives on
+            os.kill(pid, signal.SIGKILL)
+        assert not _healthy(uri)
+        out, _ = proc.communicate(timeout=1200)
+        assert proc.returncode == 0, out[-3000:]
+    finally:
+        _kill_session(proc)
+    assert "restarting it (1 of 3)" in (tmp_path / ".mlflow-server.log").read_text()
+    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent, children = sweep_runs(store, "die")
+    assert parent.info.status == "FINISHED" and len(children) == 3
+    assert mid.info.run_id in {r.info.run_id for r in children}
+    for run in children:  # every epoch, those trained while the server was down included
+        assert (run.info.status, run.data.tags["trial_status"]) == ("FINISHED", "completed")
+        assert epochs_logged(store, run) == list(range(1, epochs + 1)) and "test/nll" in run.data.metrics
+
+
+def test_tracking_server_down_is_one_line_before_ray_starts(tmp_path):
+    (tmp_path / "good.yaml").write_text("method: vae\nparams:\n  train.lr: {type: float, low: 0.1, high: 1.0}\n")
+    uri = f"http://127.0.0.1:{tracking.free_port()}"  # nothing listens there
+    # Timed from after the imports, which take minutes on a busy machine.
+    script = ("import json, sys, time, ray, sweeps.engine\nfrom sweeps.cli import main\nstart = time.monotonic()\n"
+              f"code = main(['run', 'good.yaml', '--tracking-uri', {uri!r}])\n"
+              "print(json.dumps([code, ray.is_initialized(), time.monotonic() - start]))")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=900)
+    code, ray_started, seconds = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert code == 2 and not ray_started and seconds < 60  # not MLflow's minutes of retries
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith(f"error: tracking server {uri} not healthy"), proc.stderr
+    assert not list(tmp_path.glob("sweep_results/*/sweep.json"))
 
 
 BAD_SPACES = {

@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -86,9 +87,16 @@ def refuse_existing(name: str) -> None:
                         f"`python -m sweeps resume {name}` or choose another --name")
 
 
+GIVEN_SERVER_S = 15
+"""How long a sweep waits for the tracking server it was given to answer, before Ray starts."""
+
+
 def _tracking(record: dict):
     if record["tracking_uri"]:
-        return contextlib.nullcontext(tracking.Server(record["tracking_uri"]))
+        server = tracking.Server(record["tracking_uri"], timeout=GIVEN_SERVER_S)
+        # Before Ray starts: a wrong URI or wrong credentials is one line now, not every trial's error.
+        tracking.check_access(server.ready())
+        return contextlib.nullcontext(server)
     return tracking.local_server(record["mlflow_root"])
 
 
@@ -136,8 +144,12 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
             report = engine.summary(rows, space.objectives, record["name"], _where(record, uri, status))
             # Stopped before Tune showed a trial: the summary of an earlier attempt stays.
             files = {"summary.txt": report, "trials.csv": engine.trials_csv(rows, space.objectives)} if rows else {}
-            tracking.finish_sweep_run(uri, record["parent_run_id"], status, files, tuple(plots))
             print(report)
+            try:
+                tracking.finish_sweep_run(uri, record["parent_run_id"], status, files, tuple(plots))
+            except tracking.TrackingError as err:  # an error on the way here, if any, is the one to see
+                print(f"warning: the parent run was not ended as {status} ({err}); "
+                      f"`python -m sweeps resume {record['name']}` ends it", file=sys.stderr)
     return 0 if status == "FINISHED" else 130
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
@@ -49,6 +50,21 @@ class _Live:
     progress: Progress
     rows: list[TrialRow]
     study: StudyMirror
+    unclosed: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    """Trial id -> (outcome, reason) of runs the tracking server was away to close."""
+
+    def close(self, trial_id: str, outcome_name: str, reason: str | None = None) -> None:
+        """End a trial's run from outside it; if the server is away, keep it for later: an
+        error raised in a Tune callback would end the whole sweep."""
+        ctx = self.ctx
+        try:
+            tracking.close_trial_run(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
+                                     trial_id, outcome_name, reason)
+            self.unclosed.pop(trial_id, None)
+        except tracking.TrackingError as err:
+            if trial_id not in self.unclosed:
+                print(f"warning: {err}; the run of trial {trial_id} is ended later", file=sys.stderr, flush=True)
+            self.unclosed[trial_id] = (outcome_name, reason)
 
 
 _LIVE: dict[str, _Live] = {}
@@ -68,11 +84,6 @@ class _SweepCallback(tune.Callback):
     def __init__(self, name: str):
         self.name = name
 
-    def _close(self, trial, outcome_name: str, reason: str | None = None) -> None:
-        ctx = _LIVE[self.name].ctx
-        tracking.close_trial_run(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
-                                 trial.trial_id, outcome_name, reason)
-
     def on_trial_result(self, iteration, trials, trial, result, **info):
         # A result marked done that the trainable did not mark as its last is the one the
         # scheduler stopped the trial on. Tune lets callbacks edit results in place, and keeps
@@ -85,11 +96,12 @@ class _SweepCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if trial.last_result.get("trial_status") == "pruned":
-            self._close(trial, "pruned", f"stopped by ASHA after epoch {trial.last_result.get('epoch')}")
+            _LIVE[self.name].close(trial.trial_id, "pruned",
+                                   f"stopped by ASHA after epoch {trial.last_result.get('epoch')}")
         self._record(trial, trial.last_result.get("trial_status"))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._close(trial, "failed", trial.get_error() or "the trial's process failed")
+        _LIVE[self.name].close(trial.trial_id, "failed", trial.get_error() or "the trial's process failed")
         self._record(trial, "failed")
 
     def on_step_end(self, iteration, trials, **info):
@@ -169,6 +181,8 @@ def fit(ctx: TrialContext, name: str, storage: str, *, trials: int, max_concurre
                                    failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
                                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
         tuner.fit()
+        for trial_id, (outcome_name, reason) in list(live.unclosed.items()):  # the server may be back
+            live.close(trial_id, outcome_name, reason)
     finally:
         del _LIVE[name]
     progress.update(live.rows)
