@@ -1,6 +1,7 @@
 """Sweeps on a Ray cluster: a real two-node Ray cluster on this machine (token authentication
 on), a real MLflow server, a sweep submitted through the CLI as a Ray Job, one node killed
 mid-sweep; the tracking server command; and cluster.yaml against Ray's own launcher schema."""
+import ipaddress
 import json
 import os
 import re
@@ -252,9 +253,39 @@ def test_tracking_server_binds_where_told_and_requires_basic_auth(tmp_path, monk
         client.log_text(run.info.run_id, "hello", "note.txt")
         assert (tmp_path / "store" / "runs.db").exists() and list((tmp_path / "artifacts").rglob("note.txt"))
         assert (tmp_path / "basic_auth.db").exists()  # users live where the server was started
+        assert _listening(port) == {"127.0.0.1"}  # the default host: loopback, nothing else
+
+        # A sweep through the credentials: refused in one line before Ray starts when they are
+        # wrong; with the right ones, its trial writes its epochs and test metrics through them.
+        tiny = ["run", *SWEEP, "--trials", "1", "--epochs", "1", "--tracking-uri", uri]
+        creds = {**env, "MLFLOW_TRACKING_USERNAME": "admin", "SWEEPS_STORAGE": str(tmp_path / "sweeps")}
+        wrong = sweeps({**creds, "MLFLOW_TRACKING_PASSWORD": "wrong"}, *tiny, "--name", "auth-wrong", timeout=900)
+        assert wrong.returncode == 2 and "401" in wrong.stderr, wrong.stderr
+        assert wrong.stderr.strip().splitlines()[-1].startswith(f"error: tracking server {uri}: ")
+        right = sweeps({**creds, "MLFLOW_TRACKING_PASSWORD": "test-admin-password-1"}, *tiny, "--name", "auth",
+                       timeout=1200)
+        assert right.returncode == 0, right.stdout[-3000:] + right.stderr[-3000:]
+        parent, (trial,) = _sweep_runs(client, "auth")
+        assert parent.info.status == "FINISHED" and trial.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(trial.info.run_id, "val/neg_elbo")] == [1]
+        assert "test/nll" in trial.data.metrics
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+def _listening(port: int) -> set[str]:
+    """The addresses sockets listen on at PORT, IPv4 and IPv6 (/proc/net/tcp: each address
+    as 32-bit words in host byte order, little-endian here)."""
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hexport = local.split(":")
+            if state == "0A" and int(hexport, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                found.add(str(ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))))
+    return found
 
 
 def test_exposed_server_without_auth_warns():
