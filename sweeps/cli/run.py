@@ -1,9 +1,9 @@
 """`sweeps run SPACE.yaml`: one sweep, from the search space to the summary.
 
 Checks everything the user gave (space, --set values, options) before starting
-anything; then the MLflow server (unless --tracking-uri), the sweep's parent run, a
-local Ray, and the Tune experiment under ./sweep_results/NAME, where `sweep.json`
-records what `resume` needs. Ray and Optuna are imported only once input is valid.
+anything; then, holding the sweep's folder ./sweep_results/NAME against any other driver
+(sweep.claim), the MLflow server (unless --tracking-uri), the sweep's parent run, a local
+Ray, and the Tune experiment in that folder, where `sweep.json` records what `resume` needs. Ray and Optuna are imported only once input is valid.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import sys
 
 from models.config import parse_config
 from sweeps import tracking
-from sweeps.cli.options import add_config_options, add_tracking_option, overrides_from_args
 from sweeps.cli import resume
+from sweeps.cli.options import add_config_options, add_tracking_option, overrides_from_args
 from sweeps.cli.sweep import RECORD_FILE, claim, execute, load, refuse_existing, results_dir, sweep_name
 from sweeps.errors import UserError
 from sweeps.space import SpaceError
