@@ -23,6 +23,9 @@ RESTARTS = 3
 """How often the guard starts a local server again that died by itself (see _guard)."""
 START_FAILURE_S = 30
 """A server that exits sooner than this after its start failed to start: not restarted."""
+START_S = 300
+"""How long a local server may take to answer: its first start over a new ./mlflow.db runs
+MLflow's schema migrations, which took over 2 minutes on a busy 2-core machine."""
 
 
 class TrackingError(RuntimeError):
@@ -64,7 +67,7 @@ class Server:
     PROCESS is the guard of a server this process started (local_server); without one the
     server is the user's to run, and TIMEOUT is how long a restart of it may take."""
 
-    def __init__(self, uri: str, process: subprocess.Popen | None = None, timeout: float = 120.0):
+    def __init__(self, uri: str, process: subprocess.Popen | None = None, timeout: float = START_S):
         self.uri, self.process, self.timeout = uri, process, timeout
         self.healthy = False
 
