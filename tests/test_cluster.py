@@ -209,16 +209,16 @@ def test_a_job_that_never_started_its_sweep_leaves_the_next_to_run_it(cluster, m
     # A job of the sweep that died before its driver got anywhere, as one stopped while pending,
     # one whose runtime environment failed or one interrupted in its first seconds (status 130).
     died = subprocess.run([RAY, "job", "submit", "--address", address, "--submission-id", f"sweep-{name}-1",
-                           "--metadata-json", json.dumps({"sweep": name}), "--", "python", "-c",
-                           "import sys; sys.exit(130)"], env=env, capture_output=True, text=True, timeout=180)
-    deadline = time.monotonic() + 120
+                           "--metadata-json", json.dumps({"sweep": name}), "--no-wait", "--", "python", "-c",
+                           "import sys; sys.exit(130)"], env=env, capture_output=True, text=True, timeout=300)
+    deadline = time.monotonic() + 300
     while "FAILED" not in sweeps(env, "status", f"sweep-{name}-1", "--address", address).stdout:
         assert time.monotonic() < deadline, died.stdout + died.stderr
     submit = ["submit", *SWEEP, "--trials", "2", "--epochs", "2", "--name", name, "--address", address,
               "--storage", str(tmp_path / "shared"), "--tracking-uri", mlflow_server]
     again = sweeps(env, *submit)
     assert again.returncode == 0 and f"sweep-{name}-2" in again.stdout, again.stderr
-    logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=400)
+    logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=900)
     assert logs.returncode == 0 and f"Sweep {name}: 2 trials" in logs.stdout, logs.stdout[-3000:]
     parent, children = _sweep_runs(MlflowClient(mlflow_server), name)
     assert parent.info.status == "FINISHED" and len(children) == 2
