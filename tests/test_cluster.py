@@ -262,10 +262,10 @@ def test_tracking_server_binds_where_told_and_requires_basic_auth(tmp_path, monk
         wrong = sweeps({**creds, "MLFLOW_TRACKING_PASSWORD": "wrong"}, *tiny, "--name", "auth-wrong", timeout=900)
         assert wrong.returncode == 2 and "401" in wrong.stderr, wrong.stderr
         assert wrong.stderr.strip().splitlines()[-1].startswith(f"error: tracking server {uri}: ")
-        right = sweeps({**creds, "MLFLOW_TRACKING_PASSWORD": "test-admin-password-1"}, *tiny, "--name", "auth",
+        right = sweeps({**creds, "MLFLOW_TRACKING_PASSWORD": "test-admin-password-1"}, *tiny, "--name", "auth-sweep",
                        timeout=1200)
         assert right.returncode == 0, right.stdout[-3000:] + right.stderr[-3000:]
-        parent, (trial,) = _sweep_runs(client, "auth")
+        parent, (trial,) = _sweep_runs(client, "auth-sweep")
         assert parent.info.status == "FINISHED" and trial.info.status == "FINISHED"
         assert [m.step for m in client.get_metric_history(trial.info.run_id, "val/neg_elbo")] == [1]
         assert "test/nll" in trial.data.metrics
