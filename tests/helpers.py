@@ -1,4 +1,6 @@
-"""Tiny configurations shared by the tests."""
+"""Tiny configurations and process look-ups shared by the tests."""
+from pathlib import Path
+
 from models.config import merge
 
 
@@ -13,3 +15,16 @@ def tiny_config(cache_dir, **sections) -> dict:
         "eval": {"iw_samples": 5, "iw_batch": 5},
     }
     return merge(base, sections)
+
+
+def session_pids(session: int) -> list[int]:
+    """The live processes of a session (its leader's pid): what a test kills of what it started."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids

@@ -1,6 +1,7 @@
 """Sweeps on a Ray cluster: a real two-node Ray cluster on this machine (token authentication
 on), a real MLflow server, a sweep submitted through the CLI as a Ray Job, one node killed
 mid-sweep; the tracking server command; and cluster.yaml against Ray's own launcher schema."""
+import ipaddress
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config  # what
 
 from sweeps import cli, tracking
 from sweeps.cluster import server
+from tests.helpers import session_pids
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -36,27 +38,14 @@ SWEEP = ["tests/fixtures/cluster_space.yaml", "--trials", "4", "--epochs", "6", 
              "model.dec_hidden=8", "model.latent_dim=2", "eval.iw_samples=5", "eval.iw_batch=5") for a in ("--set", kv)]
 
 
-def _session_pids(session: int) -> list[int]:
-    """Live processes of a session: a node started by `ray start` in a new session keeps
-    every process it spawns there (raylet, agents, workers, job drivers)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session and fields[0] != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
-
-
 def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
 
 
 class Node:
-    """One `ray start` on this machine, in its own session and temp dir, killed by session:
-    `ray stop` would stop every Ray on the machine, other test runs' included."""
+    """One `ray start` on this machine, in its own session and temp dir, killed by session (the
+    node keeps every process it spawns there: raylet, agents, workers, job drivers): `ray stop`
+    would stop every Ray on the machine, other test runs' included."""
 
     def __init__(self, env: dict, *options: str):
         self.temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
@@ -74,19 +63,19 @@ class Node:
             self.kill()
             shutil.rmtree(self.temp, ignore_errors=True)
             raise
-        raylet = next(cmdline for cmdline in map(_cmdline, _session_pids(self.session)) if "raylet/raylet" in cmdline)
+        raylet = next(cmdline for cmdline in map(_cmdline, session_pids(self.session)) if "raylet/raylet" in cmdline)
         self.node_id = re.search(r"--node_id=(\w+)", raylet).group(1)
 
     def kill(self) -> None:
-        for pid in _session_pids(self.session):
+        for pid in session_pids(self.session):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + 30
-        while _session_pids(self.session) and time.monotonic() < deadline:
+        while session_pids(self.session) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _session_pids(self.session)
+        assert not session_pids(self.session)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +191,8 @@ def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server,
     resumed = sweeps(env, *submit)
     assert resumed.returncode == 0 and "resumes it" in resumed.stdout and f"sweep-{name}-2" in resumed.stdout
     logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=400)
-    assert logs.returncode == 0 and "python -m sweeps resume halt" in logs.stdout, logs.stdout[-3000:]
+    assert logs.returncode == 0 and f"sweep '{name}' exists in" in logs.stdout and "resuming it" in logs.stdout, \
+        logs.stdout[-3000:]
     parent, children = _sweep_runs(client, name)
     assert parent.info.status == "FINISHED" and len(children) == 3
     assert first.info.run_id in {r.info.run_id for r in children}  # continued, not recreated
@@ -211,6 +201,27 @@ def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server,
         assert sorted(steps) == list(range(1, len(steps) + 1))
     finished = sweeps(env, *submit)
     assert finished.returncode == 2 and "already finished" in finished.stderr
+
+
+def test_a_job_that_never_started_its_sweep_leaves_the_next_to_run_it(cluster, mlflow_server, tmp_path):
+    env, address, (head, spare) = cluster
+    name = "unstarted"
+    # A job of the sweep that died before its driver got anywhere, as one stopped while pending,
+    # one whose runtime environment failed or one interrupted in its first seconds (status 130).
+    died = subprocess.run([RAY, "job", "submit", "--address", address, "--submission-id", f"sweep-{name}-1",
+                           "--metadata-json", json.dumps({"sweep": name}), "--no-wait", "--", "python", "-c",
+                           "import sys; sys.exit(130)"], env=env, capture_output=True, text=True, timeout=300)
+    deadline = time.monotonic() + 300
+    while "FAILED" not in sweeps(env, "status", f"sweep-{name}-1", "--address", address).stdout:
+        assert time.monotonic() < deadline, died.stdout + died.stderr
+    submit = ["submit", *SWEEP, "--trials", "2", "--epochs", "2", "--name", name, "--address", address,
+              "--storage", str(tmp_path / "shared"), "--tracking-uri", mlflow_server]
+    again = sweeps(env, *submit)
+    assert again.returncode == 0 and f"sweep-{name}-2" in again.stdout, again.stderr
+    logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=900)
+    assert logs.returncode == 0 and f"Sweep {name}: 2 trials" in logs.stdout, logs.stdout[-3000:]
+    parent, children = _sweep_runs(MlflowClient(mlflow_server), name)
+    assert parent.info.status == "FINISHED" and len(children) == 2
 
 
 def _sweep_runs(client: MlflowClient, name: str):
@@ -242,9 +253,39 @@ def test_tracking_server_binds_where_told_and_requires_basic_auth(tmp_path, monk
         client.log_text(run.info.run_id, "hello", "note.txt")
         assert (tmp_path / "store" / "runs.db").exists() and list((tmp_path / "artifacts").rglob("note.txt"))
         assert (tmp_path / "basic_auth.db").exists()  # users live where the server was started
+        assert _listening(port) == {"127.0.0.1"}  # the default host: loopback, nothing else
+
+        # A sweep through the credentials: refused in one line before Ray starts when they are
+        # wrong; with the right ones, its trial writes its epochs and test metrics through them.
+        tiny = ["run", *SWEEP, "--trials", "1", "--epochs", "1", "--tracking-uri", uri]
+        creds = {**env, "MLFLOW_TRACKING_USERNAME": "admin", "SWEEPS_STORAGE": str(tmp_path / "sweeps")}
+        wrong = sweeps({**creds, "MLFLOW_TRACKING_PASSWORD": "wrong"}, *tiny, "--name", "auth-wrong", timeout=900)
+        assert wrong.returncode == 2 and "401" in wrong.stderr, wrong.stderr
+        assert wrong.stderr.strip().splitlines()[-1].startswith(f"error: tracking server {uri}: ")
+        right = sweeps({**creds, "MLFLOW_TRACKING_PASSWORD": "test-admin-password-1"}, *tiny, "--name", "auth-sweep",
+                       timeout=1200)
+        assert right.returncode == 0, right.stdout[-3000:] + right.stderr[-3000:]
+        parent, (trial,) = _sweep_runs(client, "auth-sweep")
+        assert parent.info.status == "FINISHED" and trial.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(trial.info.run_id, "val/neg_elbo")] == [1]
+        assert "test/nll" in trial.data.metrics
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+def _listening(port: int) -> set[str]:
+    """The addresses sockets listen on at PORT, IPv4 and IPv6 (/proc/net/tcp: each address
+    as 32-bit words in host byte order, little-endian here)."""
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hexport = local.split(":")
+            if state == "0A" and int(hexport, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                found.add(str(ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))))
+    return found
 
 
 def test_exposed_server_without_auth_warns():

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-import yaml
 
 from tests.test_sweep_run import LR, REPO, write_space
 

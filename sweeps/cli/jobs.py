@@ -1,7 +1,9 @@
 """`sweeps submit | status | logs | stop`: sweeps as Ray Jobs on a running cluster.
 
-`submit` checks what `sweeps run` would check, then sends it (or, for a sweep that was
-stopped, `sweeps resume`) to the cluster (sweeps/cluster/jobs.py). The four commands share
+`submit` checks what `sweeps run` would check, then sends it to the cluster
+(sweeps/cluster/jobs.py) as `sweeps run --resume-if-exists`: a sweep that an earlier job
+started is resumed, one that no job got to start (stopped while pending, a failed runtime
+environment) is run. The four commands share
 this module (cli maps each command name to a module); `add_arguments` and `main` tell them
 apart by the command's name.
 """
@@ -64,14 +66,13 @@ def submit(args: argparse.Namespace) -> int:
         raise UserError(f"--storage {args.storage!r}: give an absolute path, as the cluster's nodes mount it")
     name = sweep_name(args.space, args.name)
     jobs = Jobs(args.address)
-    submission_id, resumes = jobs.next_job(name)
-    tracking = ["--tracking-uri", args.tracking_uri] if args.tracking_uri else []
-    if resumes:
-        arguments = ["resume", name, *tracking]
-        print(f"sweep {name!r} was stopped; its next job resumes it with the settings it started with")
-    else:
-        arguments = ["run", str(space.relative_to(REPO_ROOT)), "--name", name,
-                     *_forwarded(args, skip={"space", "name"})]
+    submission_id, earlier = jobs.next_job(name)
+    if earlier:
+        print(f"sweep {name!r} had {earlier} earlier job(s): this one resumes it with the settings it started "
+              "with, or starts it if none got that far")
+    # Whether the sweep starts or resumes is decided on the cluster, from its own folder.
+    arguments = ["run", str(space.relative_to(REPO_ROOT)), "--name", name, "--resume-if-exists",
+                 *_forwarded(args, skip={"space", "name", "resume_if_exists"})]
     job_id = jobs.submit(name, submission_id, arguments, {STORAGE_ENV: args.storage} if args.storage else {})
     print(job_id)
     print(f"follow it: python -m sweeps logs {job_id} --follow --address {args.address}")

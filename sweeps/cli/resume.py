@@ -10,7 +10,7 @@ import argparse
 import json
 
 from sweeps import tracking
-from sweeps.cli.sweep import RECORD_FILE, RESULTS_DIR, SPACE_COPY, STORAGE_ENV, execute, load, results_dir
+from sweeps.cli.sweep import RECORD_FILE, RESULTS_DIR, SPACE_COPY, STORAGE_ENV, claim, execute, load, results_dir
 from sweeps.errors import UserError
 
 HELP = "continue an interrupted sweep (run from the directory it was started in)"
@@ -23,17 +23,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     results = results_dir(args.name)
-    try:
-        record = json.loads((results / RECORD_FILE).read_text())
-    except FileNotFoundError:
-        raise UserError(f"no sweep {args.name!r} here: {results / RECORD_FILE} does not exist") from None
+    if not (results / RECORD_FILE).exists():  # before claiming, which would create the folder
+        raise UserError(f"no sweep {args.name!r} here: {results / RECORD_FILE} does not exist")
+    with claim(args.name):
+        return resume_claimed(args.name, args.tracking_uri)
+
+
+def resume_claimed(name: str, tracking_uri: str | None) -> int:
+    """Resume sweep NAME, whose folder this process has claimed (sweep.claim)."""
+    results = results_dir(name)
+    record = json.loads((results / RECORD_FILE).read_text())
     from sweeps.engine import can_resume
     if not can_resume(str(results)):
-        raise UserError(f"sweep {args.name!r} was interrupted before its first trial was saved; "
+        raise UserError(f"sweep {name!r} was interrupted before its first trial was saved; "
                         "run it again under a new --name")
-    if args.tracking_uri:
+    if tracking_uri:
         try:
-            record["tracking_uri"] = tracking.check_uri(args.tracking_uri)
+            record["tracking_uri"] = tracking.check_uri(tracking_uri)
         except ValueError as err:
             raise UserError(str(err)) from err
     return execute(record, load(str(results / SPACE_COPY)), restore=True)

@@ -2,9 +2,10 @@
 
 Checks everything the user gave (the space; --set values, none on a searched key;
 options; a trial's CPUs and GPUs against this machine; the corpus) before starting
-anything; then the MLflow server (unless --tracking-uri), the sweep's parent run, a
-local Ray, and the Tune experiment under ./sweep_results/NAME, where `sweep.json`
-records what `resume` needs. Ray and Optuna are imported only once input is valid.
+anything; then, holding the sweep's folder ./sweep_results/NAME against any other driver
+(sweep.claim), the MLflow server (unless --tracking-uri), the sweep's parent run, a local
+Ray, and the Tune experiment in that folder, where `sweep.json` records what `resume`
+needs. Ray and Optuna are imported only once input is valid.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import sys
 from models.config import parse_config
 from models.data import load_corpus
 from sweeps import tracking
+from sweeps.cli import resume
 from sweeps.cli.options import add_config_options, add_tracking_option, option_for, overrides_from_args
-from sweeps.cli.sweep import execute, load, results_dir, sweep_name
+from sweeps.cli.sweep import RECORD_FILE, claim, execute, load, refuse_existing, results_dir, sweep_name
 from sweeps.errors import UserError
 from sweeps.space import SearchSpace, SpaceError
 
@@ -34,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the space's)")
     parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions share a GPU")
     add_tracking_option(parser)
+    parser.add_argument("--resume-if-exists", action="store_true",
+                        help="if sweep --name was started before, resume it (with the settings it started with) "
+                             "instead of refusing: for jobs that a scheduler may start again (sweeps submit)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -54,10 +59,9 @@ def main(args: argparse.Namespace) -> int:
     except SpaceError as err:
         raise UserError(str(err)) from err
     name = sweep_name(args.space, args.name)
+    if not args.resume_if_exists:
+        refuse_existing(name)
     results = results_dir(name)
-    if results.exists():
-        raise UserError(f"sweep {name!r} already exists in {results}; continue it with "
-                        f"`python -m sweeps resume {name}` or choose another --name")
     uri = _explicit_uri(args.tracking_uri)
     if not set(DATA_SOURCES) & set(space.searched()):  # else each trial reads its own, failing alone
         load_corpus(parse_config(probe).data)  # tokenised once, into the cache the trials read
@@ -67,7 +71,13 @@ def main(args: argparse.Namespace) -> int:
               "epochs": parse_config(probe).train.max_epochs,
               "seed": int(overrides.get("seed", 0)), "tracking_uri": uri, "mlflow_root": os.getcwd(),
               "results": str(results), "command": " ".join(["python -m sweeps", *sys.argv[1:]])}
-    return execute(record, space, restore=False)
+    with claim(name):
+        # Decided again here, now that no other driver can be starting it.
+        if args.resume_if_exists and (results / RECORD_FILE).exists():
+            print(f"sweep {name!r} exists in {results}: resuming it with the settings it started with", flush=True)
+            return resume.resume_claimed(name, args.tracking_uri)
+        refuse_existing(name)
+        return execute(record, space, restore=False)
 
 
 def refuse_searched(space: SearchSpace, overrides: dict) -> None:

@@ -9,14 +9,18 @@ Ray, the Tune experiment, the summary and plots.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 from sweeps import tracking
 from sweeps.analysis import overview
@@ -28,6 +32,7 @@ STORAGE_ENV = "SWEEPS_STORAGE"
 """Overrides ./sweep_results: on a cluster, a directory every node shares (docs/cluster.md)."""
 RECORD_FILE = "sweep.json"
 SPACE_COPY = "space.yaml"
+LOCK_FILE = "driver.lock"
 
 
 def load(path: str) -> SearchSpace:
@@ -49,9 +54,49 @@ def results_dir(name: str) -> Path:
     return Path(os.environ.get(STORAGE_ENV) or RESULTS_DIR, name).resolve()
 
 
+@contextlib.contextmanager
+def claim(name: str) -> Iterator[Path]:
+    """Sweep NAME's folder, held by this process alone while it drives the sweep; UserError
+    if another holds it. Two drivers of one sweep would start two MLflow servers over one
+    ./mlflow.db and two Tune drivers over one experiment folder.
+
+    A POSIX lock (lockf) on a file in the folder, taken before any MLflow call: NFS honours it
+    across hosts (v4, or v3 with its lock manager), and it ends with the process, even one
+    killed by SIGKILL, so a stale lock never blocks `resume`. Never claim twice in one process:
+    closing the second handle would drop the lock."""
+    results = results_dir(name)
+    results.mkdir(parents=True, exist_ok=True)
+    with open(results / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            raise UserError(f"sweep {name!r} is already running ({lock.read().strip() or 'another process'}): "
+                            "one driver per sweep") from None
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        lock.flush()
+        yield results
+
+
+def refuse_existing(name: str) -> None:
+    """UserError if sweep NAME was started before: `run` never starts it again."""
+    results = results_dir(name)
+    if (results / RECORD_FILE).exists():
+        raise UserError(f"sweep {name!r} already exists in {results}; continue it with "
+                        f"`python -m sweeps resume {name}` or choose another --name")
+
+
+GIVEN_SERVER_S = 15
+"""How long a sweep waits for the tracking server it was given to answer, before Ray starts."""
+
+
 def _tracking(record: dict):
     if record["tracking_uri"]:
-        return contextlib.nullcontext(tracking.Server(record["tracking_uri"]))
+        server = tracking.Server(record["tracking_uri"], timeout=GIVEN_SERVER_S)
+        # Before Ray starts: a wrong URI or wrong credentials is one line now, not every trial's error.
+        tracking.check_access(server.ready())
+        return contextlib.nullcontext(server)
     return tracking.local_server(record["mlflow_root"])
 
 
@@ -74,7 +119,6 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
     else:
         record["experiment_id"], record["parent_run_id"] = tracking.start_sweep_run(
             uri, record["name"], _space_params(space, record), _tags(record), record["space_file"])
-        results.mkdir(parents=True)
         shutil.copyfile(record["space_file"], results / SPACE_COPY)  # resume must not depend on later edits
         (results / RECORD_FILE).write_text(json.dumps(record, indent=2))
     ctx = engine.TrialContext(space, record["overrides"], uri, record["experiment_id"],
@@ -82,10 +126,9 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
     rows, status, plots = [], "FAILED", []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            rows = engine.fit(ctx, record["name"], str(results.parent), trials=record["trials"],
-                              max_concurrent=record["max_concurrent"], cpus=record["cpus"],
-                              gpus=record["gpus"], epochs=record["epochs"], seed=record["seed"],
-                              restore=restore)
+            engine.fit(ctx, record["name"], str(results.parent), trials=record["trials"],
+                       max_concurrent=record["max_concurrent"], cpus=record["cpus"], gpus=record["gpus"],
+                       epochs=record["epochs"], seed=record["seed"], restore=restore, rows=rows)
             lost = tracking.delete_lost_runs(uri, record["experiment_id"], record["parent_run_id"],
                                              {r.trial_id for r in rows})
             if lost:
@@ -101,9 +144,14 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
             raise
         finally:
             report = engine.summary(rows, space.objectives, record["name"], _where(record, uri, status))
-            tracking.finish_sweep_run(uri, record["parent_run_id"], status, {
-                "summary.txt": report, "trials.csv": engine.trials_csv(rows, space.objectives)}, tuple(plots))
+            # Stopped before Tune showed a trial: the summary of an earlier attempt stays.
+            files = {"summary.txt": report, "trials.csv": engine.trials_csv(rows, space.objectives)} if rows else {}
             print(report)
+            try:
+                tracking.finish_sweep_run(uri, record["parent_run_id"], status, files, tuple(plots))
+            except tracking.TrackingError as err:  # an error on the way here, if any, is the one to see
+                print(f"warning: the parent run was not ended as {status} ({err}); "
+                      f"`python -m sweeps resume {record['name']}` ends it", file=sys.stderr)
     return {"FINISHED": 0, "FAILED": 1}.get(status, 130)
 
 

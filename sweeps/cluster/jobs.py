@@ -6,8 +6,10 @@ the trials over every node with free resources.
 
 A sweep is never run twice at once. Its jobs carry the sweep name in their metadata and
 their submission id is the name and attempt number, so two submits racing each other
-ask for the same id and Ray refuses the second. A sweep whose last job stopped or failed
-is resumed (`sweeps resume NAME`) by the next submit under its name.
+ask for the same id and Ray refuses the second (and the driver's claim on the sweep's
+folder refuses a second driver however it was started). A sweep whose last job stopped or
+failed is submitted again under its name; the job's driver resumes it if an earlier job
+got as far as starting it (the sweep's folder on shared storage says so), else runs it.
 """
 from __future__ import annotations
 
@@ -27,8 +29,6 @@ SWEEP_KEY = "sweep"
 # `sweeps stop` interrupts the driver like Ctrl-C, so Tune saves its state and the parent run
 # is ended as KILLED, within this many seconds before Ray kills it (Ray's default: SIGTERM, 3 s).
 STOP_ENV = {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": "60"}
-USER_ERROR_EXIT = 2
-"""Exit status of a driver that refused its input and started nothing (see sweeps.cli)."""
 
 
 class Jobs:
@@ -48,9 +48,9 @@ class Jobs:
         except RuntimeError as err:  # the dashboard's answer, e.g. an unknown job id
             raise UserError(f"job {job}: {str(err).strip().splitlines()[-1]}") from None
 
-    def next_job(self, name: str) -> tuple[str, bool]:
-        """The submission id of the sweep NAME's next job, and whether that job resumes it
-        (an earlier one started, then stopped or failed); UserError if it runs or finished."""
+    def next_job(self, name: str) -> tuple[str, int]:
+        """The submission id of the sweep NAME's next job, and how many jobs it had before
+        (each stopped or failed); UserError if one is pending or running, or one finished it."""
         jobs = [j for j in self.client.list_jobs() if (j.metadata or {}).get(SWEEP_KEY) == name]
         running = [j for j in jobs if not j.status.is_terminal()]
         if running:
@@ -60,7 +60,7 @@ class Jobs:
                             f"`python -m sweeps stop {job}`")
         if any(j.status.value == "SUCCEEDED" for j in jobs):
             raise UserError(f"sweep {name!r} already finished on this cluster; choose another --name")
-        return f"sweep-{name}-{len(jobs) + 1}", any(j.driver_exit_code != USER_ERROR_EXIT for j in jobs)
+        return f"sweep-{name}-{len(jobs) + 1}", len(jobs)
 
     def submit(self, name: str, submission_id: str, arguments: list[str], env: dict[str, str]) -> str:
         """Submit `python -m sweeps ARGUMENTS` for the sweep NAME; return the job id."""

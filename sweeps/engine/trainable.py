@@ -7,6 +7,7 @@ and ends with a result marked by `trial_status` (see search.ParetoSafeOptunaSear
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import socket
@@ -30,6 +31,11 @@ RUN_ID_FILE = "mlflow_run_id"
 DETERMINISTIC = {models.TrainingDiverged: tracking.DIVERGED, models.ConfigError: "config rejected by models: ",
                  DataError: "data rejected by models: "}
 """The failures of a trial that end it at once, and the prefix of their reason."""
+HISTORY_FILE = "metrics.json"
+"""Every epoch's metrics so far, in the checkpoint: what the tracking server missed while it
+was away is written when it is back, by this attempt or the next."""
+SERVER_WAIT_S = 120
+"""How long a trial waits at its start for the tracking server (a local one restarting)."""
 
 
 @dataclass(frozen=True)
@@ -46,26 +52,30 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
     """Tune function trainable: train one sampled config, reporting every epoch."""
     trial_id = tune.get_context().get_trial_id()
     with contextlib.ExitStack() as stack:
-        state, run_id = None, None
+        state, run_id, history = None, None, {}
         checkpoint = tune.get_checkpoint()
         if checkpoint:  # a retried or resumed trial: its last epoch and its own MLflow run
             saved = stack.enter_context(checkpoint.as_directory())
             state = os.path.join(saved, STATE_FILE)
             run_id = Path(saved, RUN_ID_FILE).read_text().strip()
+            history = {int(e): m for e, m in json.loads(Path(saved, HISTORY_FILE).read_text()).items()}
         out_dir = stack.enter_context(tempfile.TemporaryDirectory())
+        tracking.Server(ctx.tracking_uri, timeout=SERVER_WAIT_S).ready()
         run = tracking.TrialRun.find_or_create(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
                                                trial_id, run_id)
         if run.settled:  # ended before an interrupted driver saved it: report that end again
             _report_end(run.outcome, run.logged_epoch, run.final_metrics, run.reason)
             return
         run.start()
+        run.log_epochs(history)  # what the server missed before this attempt
 
         def on_epoch(report: models.EpochReport) -> None:
-            # MLflow first: a crash between the two retrains this epoch, which log_epoch skips.
-            run.log_epoch(report.epoch, report.metrics)
+            history[report.epoch] = report.metrics
+            run.log_epochs(history)  # without the server, training goes on: kept for when it is back
             with tempfile.TemporaryDirectory() as tmp:
                 report.save_checkpoint(os.path.join(tmp, STATE_FILE))
                 Path(tmp, RUN_ID_FILE).write_text(run.run_id)
+                Path(tmp, HISTORY_FILE).write_text(json.dumps(history))
                 tune.report({**report.metrics, "epoch": report.epoch},
                             checkpoint=tune.Checkpoint.from_directory(tmp))
 
@@ -84,6 +94,9 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
         except Exception:
             run.finish("failed", traceback.format_exc())
             raise  # worker-side trouble: Tune retries it (FailureConfig) from the checkpoint
+        # Every epoch before the end: a server still away fails the attempt, and Tune retries it
+        # from its last checkpoint, which holds them.
+        run.log_epochs(history, required=True)
         run.log_final(result["epochs"], {**test, "wall_time": result["wall_time"]})
         # What models wrote for people (figures, samples.txt, reconstructions.txt) and the model
         # file, not the checkpoint: optimiser state for resuming, which the trial no longer needs.

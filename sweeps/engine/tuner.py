@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
@@ -48,6 +51,21 @@ class _Live:
     progress: Progress
     rows: list[TrialRow]
     study: StudyMirror
+    unclosed: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    """Trial id -> (outcome, reason) of runs the tracking server was away to close."""
+
+    def close(self, trial_id: str, outcome_name: str, reason: str | None = None) -> None:
+        """End a trial's run from outside it; if the server is away, keep it for later: an
+        error raised in a Tune callback would end the whole sweep."""
+        ctx = self.ctx
+        try:
+            tracking.close_trial_run(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
+                                     trial_id, outcome_name, reason)
+            self.unclosed.pop(trial_id, None)
+        except tracking.TrackingError as err:
+            if trial_id not in self.unclosed:
+                print(f"warning: {err}; the run of trial {trial_id} is ended later", file=sys.stderr, flush=True)
+            self.unclosed[trial_id] = (outcome_name, reason)
 
 
 _LIVE: dict[str, _Live] = {}
@@ -67,11 +85,6 @@ class _SweepCallback(tune.Callback):
     def __init__(self, name: str):
         self.name = name
 
-    def _close(self, trial, outcome_name: str, reason: str | None = None) -> None:
-        ctx = _LIVE[self.name].ctx
-        tracking.close_trial_run(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
-                                 trial.trial_id, outcome_name, reason)
-
     def on_trial_result(self, iteration, trials, trial, result, **info):
         # A result marked done that the trainable did not mark as its last is the one the
         # scheduler stopped the trial on. Tune lets callbacks edit results in place, and keeps
@@ -84,20 +97,21 @@ class _SweepCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if trial.last_result.get("trial_status") == "pruned":
-            self._close(trial, "pruned", f"stopped by ASHA after epoch {trial.last_result.get('epoch')}")
+            _LIVE[self.name].close(trial.trial_id, "pruned",
+                                   f"stopped by ASHA after epoch {trial.last_result.get('epoch')}")
         self._record(trial, trial.last_result.get("trial_status"))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._close(trial, "failed", trial.get_error() or "the trial's process failed")
+        _LIVE[self.name].close(trial.trial_id, "failed", trial.get_error() or "the trial's process failed")
         self._record(trial, "failed")
 
     def on_step_end(self, iteration, trials, **info):
         live = _LIVE[self.name]
-        live.rows = trial_rows(trials)
+        live.rows[:] = trial_rows(trials)
         live.progress.update(live.rows)
 
     def on_experiment_end(self, trials, **info):
-        _LIVE[self.name].rows = trial_rows(trials)  # a resumed sweep with nothing left takes no step
+        _LIVE[self.name].rows[:] = trial_rows(trials)  # a resumed sweep with nothing left takes no step
         for trial in trials:  # trials that ended before this version wrote the storage
             self._record(trial, outcome(trial))
 
@@ -132,21 +146,35 @@ def local_ray():
         # address="local": never join a `ray start` cluster that merely runs on this machine.
         ray.init(address="local", num_cpus=capacity["cpu"], num_gpus=capacity["gpu"], include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    # ray.init makes SIGTERM a SystemExit, which skips Tune's last save and ends the sweep as
+    # failed with no trials; a `kill`, a scheduler's pre-emption or a job's stop means Ctrl-C.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
         yield
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         if started:
             ray.shutdown()
 
 
+def _interrupt(signum, frame) -> None:
+    """SIGTERM as SIGINT: Tune's handler during `fit` (stop, save, return), else KeyboardInterrupt."""
+    signal.raise_signal(signal.SIGINT)
+
+
 def fit(ctx: TrialContext, name: str, storage: str, *, trials: int, max_concurrent: int,
         cpus: float, gpus: float, epochs: int, seed: int, restore: bool = False,
-        asha: Asha = Asha()) -> list[TrialRow]:
-    """Run (or, with restore, resume) the sweep; return every trial's final row."""
+        asha: Asha = Asha(), rows: list[TrialRow] | None = None) -> list[TrialRow]:
+    """Run (or, with restore, resume) the sweep; return every trial's final row.
+
+    ROWS, if given, is kept current in place as trials change, so that a caller whom an
+    exception interrupts mid-fit still has every trial as last seen."""
     progress = Progress(trials, epochs, ctx.space.objectives)
     path = os.path.join(storage, name)
     os.makedirs(path, exist_ok=True)
-    _LIVE[name] = live = _Live(ctx, progress, [], StudyMirror(path, name, ctx.space))
+    _LIVE[name] = live = _Live(ctx, progress, [] if rows is None else rows, StudyMirror(path, name, ctx.space))
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": cpus, "gpu": gpus})
     try:
         if restore:
@@ -162,6 +190,8 @@ def fit(ctx: TrialContext, name: str, storage: str, *, trials: int, max_concurre
                                    failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
                                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
         tuner.fit()
+        for trial_id, (outcome_name, reason) in list(live.unclosed.items()):  # the server may be back
+            live.close(trial_id, outcome_name, reason)
     finally:
         del _LIVE[name]
     progress.update(live.rows)

@@ -1,7 +1,20 @@
 """Connecting to MLflow, and writing params in the batches its REST API takes."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+
+from sweeps.tracking.server import TrackingError
+
+HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+"""MLflow's defaults (7 retries, backoff factor 2, 120 s) retry one call for about 4 minutes,
+sized for rate-limited hosted servers; a trial blocked that long per call holds its CPUs or
+GPU for nothing. With these a call to a server that is down fails in seconds: a trial keeps
+what the server missed and writes it once the server is back (TrialRun.log_epochs), the
+driver closes runs again at the end (engine.tuner). Each is the default only: the
+environment may set its own."""
 
 
 def connect(uri: str):
@@ -9,7 +22,37 @@ def connect(uri: str):
     from mlflow import MlflowClient
     # MLflow prints a "View run at" link for every ended run; the sweep's summary says where.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    for key, value in HTTP_SETTINGS.items():  # read by MLflow at every request
+        os.environ.setdefault(key, value)
     return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def server_errors(uri: str):
+    """MLflow's and requests' errors of calls to the server at URI, as one-line TrackingErrors."""
+    import requests
+    from mlflow.exceptions import MlflowException
+    try:
+        yield
+    except (MlflowException, requests.RequestException) as err:
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        raise TrackingError(f"tracking server {uri}: {lines[0]}") from err
+
+
+def server_call(function):
+    """FUNCTION(uri, ...) raising its server's errors as TrackingError (server_errors)."""
+    @functools.wraps(function)
+    def call(uri: str, *args, **kwargs):
+        with server_errors(uri):
+            return function(uri, *args, **kwargs)
+    return call
+
+
+def check_access(uri: str) -> None:
+    """One call that needs the credentials (MLFLOW_TRACKING_USERNAME and _PASSWORD, or
+    _TOKEN): a TrackingError now, in one line, rather than in every trial."""
+    with server_errors(uri):
+        connect(uri).search_experiments(max_results=1)
 
 
 def log_params(client, run_id: str, params: dict[str, str]) -> None:

@@ -19,6 +19,13 @@ from typing import Iterator
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 SHUTDOWN_S = 20
+RESTARTS = 3
+"""How often the guard starts a local server again that died by itself (see _guard)."""
+START_FAILURE_S = 30
+"""A server that exits sooner than this after its start failed to start: not restarted."""
+START_S = 300
+"""How long a local server may take to answer: its first start over a new ./mlflow.db runs
+MLflow's schema migrations, which took over 2 minutes on a busy 2-core machine."""
 
 
 class TrackingError(RuntimeError):
@@ -55,23 +62,28 @@ def free_port() -> int:
 
 
 class Server:
-    """A tracking server: `ready()` waits until it answers and returns its URI."""
+    """A tracking server: `ready()` waits until it answers and returns its URI.
 
-    def __init__(self, uri: str, process: subprocess.Popen | None = None, timeout: float = 120.0):
+    PROCESS is the guard of a server this process started (local_server); without one the
+    server is the user's to run, and TIMEOUT is how long a restart of it may take."""
+
+    def __init__(self, uri: str, process: subprocess.Popen | None = None, timeout: float = START_S):
         self.uri, self.process, self.timeout = uri, process, timeout
-        self.healthy = process is None  # a given server is the user's to run
+        self.healthy = False
 
     def ready(self) -> str:
-        deadline = time.monotonic() + self.timeout
+        deadline, why = time.monotonic() + self.timeout, "no answer"
         while not self.healthy:
-            if self.process.poll() is not None:
+            if self.process and self.process.poll() is not None:
                 raise TrackingError(f"mlflow server exited with status {self.process.returncode}; "
                                     "see .mlflow-server.log")
             if time.monotonic() > deadline:
-                raise TrackingError(f"mlflow server at {self.uri} not healthy after {self.timeout:.0f}s")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as resp:
+                raise TrackingError(f"tracking server {self.uri} not healthy after {self.timeout:.0f}s ({why})")
+            try:  # /health needs no credentials, also under basic auth
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=5) as resp:
                     self.healthy = resp.status == 200
+            except OSError as err:
+                why = str(getattr(err, "reason", err))
             time.sleep(0 if self.healthy else 0.3)
         return self.uri
 
@@ -103,17 +115,31 @@ def local_server(root: str = ".", port: int | None = None) -> Iterator[Server]:
 
 def _guard(parent_pid: int, command: list[str]) -> int:
     """Run the server until told to stop (SIGTERM) or the parent process is gone; then
-    stop it gracefully (it forwards SIGTERM to its uvicorn workers), or kill the group."""
+    stop it gracefully (it forwards SIGTERM to its uvicorn workers), or kill the group.
+
+    A server that dies by itself after start-up is started again on its port (trials keep what
+    it missed and write it when it is back), up to RESTARTS times; after that the guard stops
+    the sweep as Ctrl-C would, so that Tune saves its state for `resume`. One that fails at
+    start-up is not: `Server.ready` reports its exit."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    server = subprocess.Popen(command)
-    while server.poll() is None:
-        if stopping or os.getppid() != parent_pid:  # reparented: the sweep driver died
-            server.terminate()
-            try:
-                server.wait(timeout=SHUTDOWN_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(0, signal.SIGKILL)
-            break
-        time.sleep(0.3)
-    return 0 if stopping else server.returncode
+    for restart in range(RESTARTS + 1):
+        started = time.monotonic()
+        server = subprocess.Popen(command)
+        while server.poll() is None:
+            if stopping or os.getppid() != parent_pid:  # reparented: the sweep driver died
+                server.terminate()
+                try:
+                    server.wait(timeout=SHUTDOWN_S)
+                except subprocess.TimeoutExpired:
+                    os.killpg(0, signal.SIGKILL)
+                return 0 if stopping else server.returncode
+            time.sleep(0.3)
+        if stopping or time.monotonic() - started < START_FAILURE_S:
+            return server.returncode
+        print(f"sweeps: mlflow server exited with status {server.returncode}"
+              + (f"; restarting it ({restart + 1} of {RESTARTS})" if restart < RESTARTS else
+                 f", {RESTARTS} restarts used; stopping the sweep (resume it once the server starts)"),
+              file=sys.stderr, flush=True)
+    os.kill(parent_pid, signal.SIGINT)
+    return server.returncode

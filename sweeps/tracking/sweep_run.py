@@ -3,7 +3,7 @@ parent run (the sweep's settings, its search-space file, its summary) and, tagge
 children, one run per trial (trial_run.py)."""
 from __future__ import annotations
 
-from sweeps.tracking.client import connect, log_params
+from sweeps.tracking.client import connect, log_params, server_call
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "tune_trial_id"
@@ -22,6 +22,7 @@ def ui_link(uri: str, experiment_id: str | None = None) -> str:
     return f"{uri.rstrip('/')}/#/experiments{f'/{experiment_id}' if experiment_id else ''}?{TRAINING_VIEW}"
 
 
+@server_call
 def start_sweep_run(uri: str, name: str, params: dict, tags: dict, space_file: str) -> tuple[str, str]:
     """Create the experiment NAME and its parent run; return (experiment_id, run_id)."""
     client = connect(uri)
@@ -35,10 +36,12 @@ def start_sweep_run(uri: str, name: str, params: dict, tags: dict, space_file: s
     return experiment_id, run_id
 
 
+@server_call
 def reopen_run(uri: str, run_id: str) -> None:
     connect(uri).update_run(run_id, status="RUNNING")
 
 
+@server_call
 def finish_sweep_run(uri: str, run_id: str, status: str, files: dict[str, str], plots: tuple[str, ...] = ()) -> None:
     """Attach the sweep-level text artifacts (name -> content) and plot files, and end the parent run."""
     client = connect(uri)
@@ -49,6 +52,7 @@ def finish_sweep_run(uri: str, run_id: str, status: str, files: dict[str, str], 
     client.set_terminated(run_id, status)
 
 
+@server_call
 def delete_lost_runs(uri: str, experiment_id: str, parent_run_id: str, trial_ids: set[str]) -> int:
     """Soft-delete child runs of trials the sweep no longer has: a driver killed between
     proposing a trial and saving its experiment state loses that trial, and resuming

@@ -6,11 +6,13 @@ its run ended by the driver (close_trial_run).
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import yaml
 
-from sweeps.tracking.client import connect, log_params
+from sweeps.tracking.client import connect, log_params, server_call, server_errors
+from sweeps.tracking.server import TrackingError
 from sweeps.tracking.sweep_run import PARENT_TAG, TRIAL_TAG
 
 # A trial's outcome as a tag; MLflow's own status says FINISHED / FAILED / KILLED.
@@ -38,8 +40,10 @@ class TrialRun:
     """A trial's child run; a retried or resumed trial finds and continues its own run."""
 
     def __init__(self, uri: str, run_id: str):
-        self.client = connect(uri)
+        self.uri, self.client = uri, connect(uri)
         self.run_id = run_id
+        self.behind = False
+        """Whether the last log_epochs left epochs for later."""
         run = self.client.get_run(run_id)
         self.outcome = run.data.tags.get("trial_status")
         """As recorded by an earlier attempt: None, running, completed, pruned or failed."""
@@ -49,11 +53,13 @@ class TrialRun:
         self.final_metrics = {k: v for k, v in run.data.metrics.items()
                               if k.startswith(("test/", "val/"))} if self.outcome == "completed" else {}
         """What the final result of a trial that trained to the end reported (see engine.trainable)."""
-        # Epochs up to here are already logged: a resumed trial retrains at most the epochs
-        # after its last checkpoint, deterministically, and must not log them twice.
-        history = self.client.get_metric_history(run_id, "val/neg_elbo")
-        self.logged_epoch = max((m.step for m in history), default=0)
+        # Epochs up to here are already logged (in order, see log_epochs): a resumed trial
+        # retrains at most the epochs after its last checkpoint, and must not log them twice.
+        self.logged_epoch = self._last_logged()
         self.is_new = not run.data.params
+
+    def _last_logged(self) -> int:
+        return max((m.step for m in self.client.get_metric_history(self.run_id, "val/neg_elbo")), default=0)
 
     @classmethod
     def find_or_create(cls, uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
@@ -105,10 +111,28 @@ class TrialRun:
         self.client.log_batch(self.run_id, metrics=[
             Metric(k, float(v), now, step) for k, v in metrics.items()])
 
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        if epoch > self.logged_epoch:
-            self.log_metrics(epoch, metrics)
-            self.logged_epoch = epoch
+    def log_epochs(self, history: dict[int, dict[str, float]], *, required: bool = False) -> bool:
+        """Log the epochs of HISTORY (epoch -> metrics, the trial's every epoch so far) that
+        the server does not have yet, in order. Whether all are logged: a server that is down
+        or restarting leaves the rest for the next call (the trial keeps HISTORY in its
+        checkpoint), unless REQUIRED, when its TrackingError is raised."""
+        try:
+            with server_errors(self.uri):
+                if self.behind:  # a batch whose answer was lost may have been written
+                    self.logged_epoch = self._last_logged()
+                for epoch in sorted(e for e in history if e > self.logged_epoch):
+                    self.log_metrics(epoch, history[epoch])
+                    self.logged_epoch = epoch
+        except TrackingError as err:
+            if required:
+                raise
+            if not self.behind:  # once per outage, not every epoch
+                print(f"warning: {err}; keeping epochs from {self.logged_epoch + 1} for when it is back",
+                      file=sys.stderr, flush=True)
+            self.behind = True
+            return False
+        self.behind = False
+        return True
 
     def log_final(self, epoch: int, metrics: dict[str, float]) -> None:
         if not self.test_metrics:
@@ -125,6 +149,7 @@ class TrialRun:
         self.client.set_terminated(self.run_id, OUTCOME_STATUS[outcome])
 
 
+@server_call
 def close_trial_run(uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
                     outcome: str, reason: str | None = None) -> None:
     """End a trial's run from outside it, if it is still open: its process was stopped
