@@ -3,7 +3,7 @@
 Owns the trial function (`trainable`: trains one config through `models.train`, reports
 every epoch to Tune, logs to the trial's MLflow child run with the model file and text that
 models wrote), proposing and stopping trials (`search`: Optuna's TPE or grid behind a
-ConcurrencyLimiter, ASHA), the Tune experiment and its driver-side callback (`tuner`), the
+ConcurrencyLimiter; `halving`: ASHA's rungs on every objective), the Tune experiment and its driver-side callback (`tuner`), the
 copy of every finished trial in an Optuna storage that Optuna's own tools open (`study`),
 and what the user sees while it runs (`progress`: the live table with an ETA, the summary).
 Imports Ray Tune, Optuna, torch and `models`; of sweeps `space`, `tracking` (the write side)
