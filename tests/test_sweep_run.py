@@ -161,8 +161,8 @@ def test_a_settled_trial_reports_its_test_metrics_and_last_validation_again(tmp_
                                                      write_space(tmp_path / "settled.yaml", LR))
     run = tracking.TrialRun.find_or_create(mlflow_server, experiment_id, parent, "t0")
     run.start()
-    for epoch, loss in ((1, 5.0), (2, 6.0)):  # the last validation, not the best
-        run.log_epoch(epoch, {"val/neg_elbo": loss, "val/au": float(epoch)})
+    # The last validation, not the best.
+    run.log_epochs({1: {"val/neg_elbo": 5.0, "val/au": 1.0}, 2: {"val/neg_elbo": 6.0, "val/au": 2.0}})
     run.log_final(2, {"test/nll": 3.0, "wall_time": 1.0})
     assert tracking.TrialRun(mlflow_server, run.run_id).final_metrics == {}  # not ended yet
     run.finish("completed")
@@ -370,9 +370,12 @@ def _healthy(uri: str) -> bool:
 
 
 def test_local_server_that_dies_mid_sweep_is_restarted_and_loses_no_metric(tmp_path):
-    epochs = 6
+    epochs = 8
+    # Trials long enough that one is still training once the server is past its start-up, on
+    # a quiet machine too (TINY's 400 sentences ended the sweep first there).
     space = write_space(tmp_path / "die.yaml", {"seed": {"type": "categorical", "choices": [0, 1, 2]}},
-                        sampler="grid", trials=3, epochs=epochs, max_concurrent=1)
+                        sampler="grid", trials=3, epochs=epochs, max_concurrent=1,
+                        fixed={"data.synthetic_sentences": 4000})
     proc = _driver(tmp_path, "run", space, "--name", "die")
     try:
         deadline = time.monotonic() + 900
