@@ -1,74 +1,124 @@
-"""Overhead of Ray Tune + MLflow over training directly, and trials per hour.
+"""What a sweep costs on top of its trainings: Ray Tune + MLflow + checkpoints, per trial and
+once per sweep, and what two trials at a time gain on this machine.
 
-    python benchmarks/sweep_overhead.py [--epochs N] [--trials N]
+    python benchmarks/sweep_overhead.py [--epochs 3] [--trials 4] [--sentences 20000]
 
-Trains one configuration with `sweeps train`, then the same configuration as a
-one-trial sweep, then `--trials` seed replicates with 1 and with 2 trials at a
-time. Every sweep writes to one MLflow server started here, so its start-up is
-not counted; Ray's start-up is (each `sweeps run` starts its own local Ray).
-Prints a markdown table.
+Runs, in this order: the trials' configurations trained by `models.train` in a loop in one
+process (each training timed on its own); a one-trial sweep; an N-trial sweep one trial at a
+time; the same N trials two at a time. Every sweep is a real `sweeps run` process writing to
+one MLflow server started here (its start-up is not counted; Ray's is). A sweep's time is
+split into a fixed part (Ray's start-up, the driver's set-up and summary: paid once per
+sweep, whatever its length) and a per-trial part, from the one-trial and N-trial sweeps:
+
+    per trial in a sweep = (T_N − T_1) / (N − 1),   fixed = T_1 − per trial in a sweep
+
+and the per-trial overhead is that per-trial time over the direct training's. Prints a
+markdown table headed by the machine, versions, threads and load average (quiet or not).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+import ray
+import torch
 import yaml
 
-from models.config import set_dotted
 from sweeps import tracking
 
-FIXED = {"data.synthetic_sentences": 4000, "model.latent_dim": 8, "eval.iw_samples": 50,
-         "eval.iw_batch": 50, "threads": 1}
-
-
-def timed(args: list[str], cwd: str) -> float:
+DIRECT_LOOP = """
+import json, sys, time
+import models
+configs = json.loads(sys.argv[1])
+times = []
+for config in configs:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "sweeps", *args], cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    models.train(config)
+    times.append(time.perf_counter() - start)
+print(json.dumps(times))
+"""
+
+
+def fixed_values(args) -> dict:
+    # He et al.'s synthetic profile (models/profiles.py), shortened; one torch thread per trial.
+    return {"data.synthetic_sentences": args.sentences, "eval.iw_samples": 50, "eval.iw_batch": 50,
+            "threads": 1, "train.max_epochs": args.epochs}
+
+
+def nested(dotted: dict) -> dict:
+    out: dict = {}
+    for key, value in dotted.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def timed(command: list[str], cwd: str) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True)
+    return time.perf_counter() - start, done.stdout
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--sentences", type=int, default=20000)
     args = parser.parse_args()
+    if args.trials < 2:
+        parser.error("--trials: at least 2 (the per-trial cost is the difference of two sweeps)")
+    load_before = os.getloadavg()
+    fixed = fixed_values(args)
+    configs = [nested({**fixed, "seed": seed}) for seed in range(args.trials)]
     with tempfile.TemporaryDirectory() as work, tracking.local_server(work) as server:
         uri = server.ready()
-        config = {"seed": 0, "train": {"max_epochs": args.epochs}}
-        for key, value in FIXED.items():
-            set_dotted(config, key, value)
-        config_file = os.path.join(work, "config.yaml")
-        with open(config_file, "w") as fh:
-            yaml.safe_dump(config, fh)
-        timed(["train", "--config", config_file, "--epochs", "1", "--out", "warm"], work)  # corpus cache
-        direct = timed(["train", "--config", config_file, "--out", "direct"], work)
+        for config in configs:  # one corpus cache for every run below
+            config["data"]["cache_dir"] = os.path.join(work, "cache")
+        _, out = timed([sys.executable, "-c", DIRECT_LOOP, json.dumps(configs)], work)
+        direct = json.loads(out.strip().splitlines()[-1])
 
         def sweep(name: str, trials: int, concurrent: int) -> float:
             space = os.path.join(work, f"{name}.yaml")
             with open(space, "w") as fh:
-                yaml.safe_dump({"method": "vae", "fixed": FIXED, "sampler": "grid", "epochs": args.epochs,
+                yaml.safe_dump({"method": "vae", "fixed": {k: v for k, v in fixed.items() if k != "train.max_epochs"}
+                                | {"data.cache_dir": os.path.join(work, "cache")},
+                                "sampler": "grid", "epochs": args.epochs,
                                 "params": {"seed": {"type": "categorical", "choices": list(range(trials))}},
                                 "trials": trials, "max_concurrent": concurrent}, fh)
-            return timed(["run", space, "--name", name, "--tracking-uri", uri], work)
+            return timed([sys.executable, "-m", "sweeps", "run", space, "--name", name, "--tracking-uri", uri],
+                         work)[0]
 
         one = sweep("one", 1, 1)
         serial = sweep("serial", args.trials, 1)
         parallel = sweep("parallel", args.trials, 2)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; {args.epochs} epochs per trial, "
-          f"synthetic {FIXED['data.synthetic_sentences']} sentences, 1 torch thread per trial")
+    per_trial_direct = statistics.mean(direct)
+    per_trial_sweep = (serial - one) / (args.trials - 1)
+    fixed_cost = one - per_trial_sweep
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, torch {torch.__version__}, "
+          f"ray {ray.__version__}; 1 torch thread per trial; load average before {load_before[0]:.1f}, "
+          f"after {os.getloadavg()[0]:.1f} ({'quiet' if max(load_before[0], os.getloadavg()[0]) < 0.5 else 'not quiet'})")
+    print(f"trials: synthetic profile, {args.sentences} sentences, {args.epochs} epochs, seeds 0..{args.trials - 1}\n")
     print("| measure | value |\n|---|---|")
-    print(f"| train directly (s) | {direct:.1f} |")
-    print(f"| one-trial sweep (s) | {one:.1f} |")
-    print(f"| overhead of Tune + MLflow | {(one - direct) / direct:.1%} |")
-    print(f"| trials/hour, 1 at a time | {3600 * args.trials / serial:.1f} |")
-    print(f"| trials/hour, 2 at a time | {3600 * args.trials / parallel:.1f} |")
+    print(f"| one training by `models.train`, mean of {args.trials} (s) | {per_trial_direct:.1f} |")
+    print(f"| one trial in a sweep, (T_{args.trials} − T_1) / {args.trials - 1} (s) | {per_trial_sweep:.1f} |")
+    print(f"| **per-trial overhead of Tune + MLflow + checkpoints** | {per_trial_sweep / per_trial_direct - 1:.1%} |")
+    print(f"| fixed cost of a sweep: Ray start-up, driver set-up and summary (s) | {fixed_cost:.1f} |")
+    print(f"| {args.trials}-trial sweep, 1 at a time, against {args.trials} trainings (s) | "
+          f"{serial:.1f} vs {sum(direct):.1f} ({serial / sum(direct) - 1:+.0%}) |")
+    print(f"| {args.trials}-trial sweep, 2 at a time (s) | {parallel:.1f} |")
+    print(f"| **trials/hour, 2 at a time over 1 at a time**, fixed cost excluded | "
+          f"{(serial - fixed_cost) / (parallel - fixed_cost):.2f}× |")
+    print(f"| trials/hour, 2 at a time over 1 at a time, whole sweeps | {serial / parallel:.2f}× |")
 
 
 if __name__ == "__main__":
