@@ -31,6 +31,7 @@ import ray
 import torch
 import yaml
 
+from models.config import set_dotted
 from sweeps import tracking
 
 DIRECT_LOOP = """
@@ -46,20 +47,10 @@ print(json.dumps(times))
 """
 
 
-def fixed_values(args) -> dict:
-    # He et al.'s synthetic profile (models/profiles.py), shortened; one torch thread per trial.
-    return {"data.synthetic_sentences": args.sentences, "eval.iw_samples": 50, "eval.iw_batch": 50,
-            "threads": 1, "train.max_epochs": args.epochs}
-
-
 def nested(dotted: dict) -> dict:
     out: dict = {}
     for key, value in dotted.items():
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        set_dotted(out, key, value)
     return out
 
 
@@ -77,22 +68,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.trials < 2:
         parser.error("--trials: at least 2 (the per-trial cost is the difference of two sweeps)")
-    load_before = os.getloadavg()
-    fixed = fixed_values(args)
-    configs = [nested({**fixed, "seed": seed}) for seed in range(args.trials)]
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as work, tracking.local_server(work) as server:
         uri = server.ready()
-        for config in configs:  # one corpus cache for every run below
-            config["data"]["cache_dir"] = os.path.join(work, "cache")
+        # He et al.'s synthetic profile (models/profiles.py), shortened; one torch thread per
+        # trial; one corpus cache for every run below.
+        fixed = {"data.synthetic_sentences": args.sentences, "eval.iw_samples": 50, "eval.iw_batch": 50,
+                 "threads": 1, "data.cache_dir": os.path.join(work, "cache")}
+        configs = [nested({**fixed, "train.max_epochs": args.epochs, "seed": seed}) for seed in range(args.trials)]
         _, out = timed([sys.executable, "-c", DIRECT_LOOP, json.dumps(configs)], work)
         direct = json.loads(out.strip().splitlines()[-1])
 
         def sweep(name: str, trials: int, concurrent: int) -> float:
             space = os.path.join(work, f"{name}.yaml")
             with open(space, "w") as fh:
-                yaml.safe_dump({"method": "vae", "fixed": {k: v for k, v in fixed.items() if k != "train.max_epochs"}
-                                | {"data.cache_dir": os.path.join(work, "cache")},
-                                "sampler": "grid", "epochs": args.epochs,
+                yaml.safe_dump({"method": "vae", "fixed": fixed, "sampler": "grid", "epochs": args.epochs,
                                 "params": {"seed": {"type": "categorical", "choices": list(range(trials))}},
                                 "trials": trials, "max_concurrent": concurrent}, fh)
             return timed([sys.executable, "-m", "sweeps", "run", space, "--name", name, "--tracking-uri", uri],
@@ -104,9 +94,10 @@ def main() -> None:
     per_trial_direct = statistics.mean(direct)
     per_trial_sweep = (serial - one) / (args.trials - 1)
     fixed_cost = one - per_trial_sweep
+    load_after = os.getloadavg()[0]
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, torch {torch.__version__}, "
-          f"ray {ray.__version__}; 1 torch thread per trial; load average before {load_before[0]:.1f}, "
-          f"after {os.getloadavg()[0]:.1f} ({'quiet' if max(load_before[0], os.getloadavg()[0]) < 0.5 else 'not quiet'})")
+          f"ray {ray.__version__}; 1 torch thread per trial; load average before {load_before:.1f}, "
+          f"after {load_after:.1f} ({'quiet' if max(load_before, load_after) < 0.5 else 'not quiet'})")
     print(f"trials: synthetic profile, {args.sentences} sentences, {args.epochs} epochs, seeds 0..{args.trials - 1}\n")
     print("| measure | value |\n|---|---|")
     print(f"| one training by `models.train`, mean of {args.trials} (s) | {per_trial_direct:.1f} |")

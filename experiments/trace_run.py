@@ -10,7 +10,7 @@ import argparse
 import torch
 
 from experiments.runs import method_config
-from models import train
+from models import metrics, train
 from models.config import ConfigError, set_dotted
 from sweeps.cli.options import parse_assignment  # the --set syntax of `sweeps train`
 
@@ -21,12 +21,9 @@ def posterior_spread(loop) -> str:
     model, was_training = loop.model, loop.model.training
     model.eval()
     with torch.no_grad():
-        stats = [model.encode(b.tokens.to(loop.device), b.lengths.to(loop.device))
-                 for b in loop.corpus.valid.batches(256, shuffle=False)]
+        mu, logvar = metrics.posteriors(model, loop.corpus.valid, batch_size=256, device=loop.device)
     model.train(was_training)
-    mu = torch.cat([s[0] for s in stats])
-    sigma = (0.5 * torch.cat([s[1] for s in stats])).exp()
-    return f"Std[mu] {mu.std(0).median():.2e}  sigma {sigma.median():.3f}"
+    return f"Std[mu] {mu.std(0).median():.2e}  sigma {(0.5 * logvar).exp().median():.3f}"
 
 
 def line(report) -> str:
