@@ -63,12 +63,13 @@ def main(args: argparse.Namespace) -> int:
         refuse_existing(name)
     results = results_dir(name)
     uri = _explicit_uri(args.tracking_uri)
+    probe_config = parse_config(probe)
     if not set(DATA_SOURCES) & set(space.searched()):  # else each trial reads its own, failing alone
-        load_corpus(parse_config(probe).data)  # tokenised once, into the cache the trials read
+        load_corpus(probe_config.data)  # tokenised once, into the cache the trials read
     record = {"name": name, "space_file": os.path.abspath(args.space), "overrides": overrides,
               "trials": trials, "max_concurrent": max_concurrent, "cpus": cpus, "gpus": gpus,
               # As trials resolve it: --epochs, the space's, else the corpus profile's default.
-              "epochs": parse_config(probe).train.max_epochs,
+              "epochs": probe_config.train.max_epochs,
               "seed": int(overrides.get("seed", 0)), "tracking_uri": uri, "mlflow_root": os.getcwd(),
               "results": str(results), "command": " ".join(["python -m sweeps", *sys.argv[1:]])}
     with claim(name):
