@@ -1,11 +1,18 @@
 """Successive halving on every objective: a trial that keeps its latent (high AU, slightly
 worse loss) survives a rung that ASHA on the loss alone would stop it at."""
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from ray import cloudpickle, tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from sweeps.engine.halving import ObjectiveHalving, milestones, promising, rung_metrics
 from sweeps.space import Objective
 
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import a test module
 NLL_AU = rung_metrics([Objective("test/nll", "min"), Objective("test/au", "max")])
 
 
@@ -54,3 +61,50 @@ def test_scheduler_decides_once_per_rung_on_the_highest_rung_passed():
     assert set(scheduler.rungs[2]) == {good.trial_id, active.trial_id}
     # A trial's final result (with trial_status) is never judged.
     assert scheduler.on_trial_result(None, bad, {"epoch": 1, "trial_status": "completed"}) == TrialScheduler.CONTINUE
+
+
+def _epochs(config):
+    """A trial whose validation loss is its `loss` every epoch, checkpointed as a sweep's is."""
+    start = 0
+    if tune.get_checkpoint():
+        with tune.get_checkpoint().as_directory() as path:
+            start = int((Path(path) / "epoch").read_text())
+    for epoch in range(start + 1, 4):
+        with tempfile.TemporaryDirectory() as path:
+            (Path(path) / "epoch").write_text(str(epoch))
+            tune.report({"epoch": epoch, "val/neg_elbo": config["loss"]}, checkpoint=tune.Checkpoint.from_directory(path))
+
+
+class _InterruptAfter(tune.Callback):
+    """Ctrl-C, as the driver turns SIGTERM into, once `count` trials have ended."""
+
+    def __init__(self, count: int):
+        self.count, self.ended = count, 0
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ended += 1
+        if self.ended == self.count:
+            signal.raise_signal(signal.SIGINT)
+
+
+def _last_epochs(tmp_path, interrupt_after: int | None) -> dict[float, int]:
+    """Loss -> last epoch trained, for trials that reach rung 1 in a fixed order."""
+    scheduler = ObjectiveHalving({"val/neg_elbo": "min"}, grace=1, eta=3, max_t=2)  # one rung, at epoch 1
+    callbacks = [scheduler.keeper] + ([_InterruptAfter(interrupt_after)] if interrupt_after else [])
+    name = f"halving-{interrupt_after}"
+    tuner = tune.Tuner(_epochs, param_space={"loss": tune.grid_search([1.0, 2.0, 3.0, 4.0, 0.5])},
+                       tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1),
+                       run_config=tune.RunConfig(name=name, storage_path=str(tmp_path), verbose=0, callbacks=callbacks))
+    grid = tuner.fit()
+    if interrupt_after:
+        assert sum(r.metrics.get("epoch") == 3 for r in grid) < 5  # stopped with trials left
+        grid = tune.Tuner.restore(str(tmp_path / name), _epochs, resume_unfinished=True).fit()
+    return {r.config["loss"]: r.metrics["epoch"] for r in grid}
+
+
+def test_a_resumed_sweep_prunes_as_an_uninterrupted_one(tmp_path, local_ray):
+    straight = _last_epochs(tmp_path, None)
+    # 1.0 goes on alone; 2.0, 3.0 and 4.0 are behind it (one kept per three); 0.5 leads.
+    assert straight == {1.0: 3, 2.0: 1, 3.0: 1, 4.0: 1, 0.5: 3}
+    # Stopped after 2.0 and 3.0 were pruned: with empty rungs 4.0 would have gone on alone.
+    assert _last_epochs(tmp_path, interrupt_after=3) == straight

@@ -6,11 +6,17 @@ keep their latent, whose loss is a little worse, are the ones it stops: the fron
 high-AU end before any of it is trained. Here a trial goes on from a rung when it is among the
 best ⌊n/η⌋ (at least one) of the n trials recorded there on *any* objective's validation
 metric, so each objective keeps its own top share. With one objective this is ASHA's rule.
+
+Tune saves neither ASHA's rungs nor ours with the experiment, so a resumed sweep would judge
+its next trials against empty rungs and keep them all. The rungs travel as the state of a
+callback (`RungKeeper`), which Tune saves with each experiment checkpoint, together with the
+trials and the searcher, and restores on resume.
 """
 from __future__ import annotations
 
 import math
 
+from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 VALIDATION_OF = {"test/nll": "val/neg_elbo", "test/ppl": "val/neg_elbo", "test/neg_elbo": "val/neg_elbo",
@@ -66,6 +72,8 @@ class ObjectiveHalving(FIFOScheduler):
         super().__init__()
         self.metrics, self.eta = metrics, eta
         self.rungs = {milestone: {} for milestone in milestones(grace, eta, max_t)}
+        self.keeper = RungKeeper(self)
+        """Put it in the run's callbacks: the rungs are saved and restored with the experiment."""
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         epoch = result.get("epoch")
@@ -79,3 +87,17 @@ class ObjectiveHalving(FIFOScheduler):
                     return TrialScheduler.STOP
                 break
         return TrialScheduler.CONTINUE
+
+
+class RungKeeper(tune.Callback):
+    """The rungs of a scheduler as callback state. Tune pickles the tune and run configs in
+    one object, so after a restore this keeper still holds the scheduler Tune decides with."""
+
+    def __init__(self, scheduler: ObjectiveHalving):
+        self.scheduler = scheduler
+
+    def get_state(self) -> dict:
+        return {"rungs": self.scheduler.rungs}
+
+    def set_state(self, state: dict) -> None:
+        self.scheduler.rungs = state["rungs"]

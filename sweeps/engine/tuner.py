@@ -74,7 +74,7 @@ _LIVE: dict[str, _Live] = {}
 
 class _SweepCallback(tune.Callback):
     """Driver side: the live table, ending the MLflow runs of trials whose process was
-    stopped from outside (pruned by ASHA, lost), which cannot end their runs themselves, and
+    stopped from outside (pruned by halving, lost), which cannot end their runs themselves, and
     the Optuna storage's copy of every finished trial.
 
     Tune pickles callbacks into the experiment and restores them on resume, when the tracking
@@ -98,7 +98,7 @@ class _SweepCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         if trial.last_result.get("trial_status") == "pruned":
             _LIVE[self.name].close(trial.trial_id, "pruned",
-                                   f"stopped by ASHA after epoch {trial.last_result.get('epoch')}")
+                                   f"stopped by successive halving after epoch {trial.last_result.get('epoch')}")
         self._record(trial, trial.last_result.get("trial_status"))
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -178,15 +178,16 @@ def fit(ctx: TrialContext, name: str, storage: str, *, trials: int, max_concurre
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": cpus, "gpu": gpus})
     try:
         if restore:
-            # Trials, searcher (the Optuna study) and scheduler state come from the experiment
-            # directory; finished trials stay finished, errored ones keep their recorded failure.
+            # Trials, searcher (the Optuna study) and the halving rungs (RungKeeper) come from the
+            # experiment directory; finished trials stay finished, errored ones keep their failure.
             tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
         else:
-            tuner = tune.Tuner(trainable, tune_config=tune_config(ctx.space, trials, max_concurrent,
-                                                                  epochs, seed, asha),
+            config = tune_config(ctx.space, trials, max_concurrent, epochs, seed, asha)
+            keeper = getattr(config.scheduler, "keeper", None)  # the halving rungs, saved with the experiment
+            tuner = tune.Tuner(trainable, tune_config=config,
                                run_config=tune.RunConfig(
                                    name=name, storage_path=storage, verbose=0,
-                                   callbacks=[_SweepCallback(name)],
+                                   callbacks=[_SweepCallback(name), *([keeper] if keeper else [])],
                                    failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
                                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
         tuner.fit()
