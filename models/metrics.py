@@ -71,8 +71,10 @@ def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torc
 
 
 def _ppl(total_nll: float, split) -> float:
-    # Perplexity per predicted token: words and </s>, not <s> (issue 2, Metrics).
-    return math.exp(total_nll / split.num_tokens)
+    # Perplexity per predicted token: words and </s>, not <s> (issue 2, Metrics). Beyond
+    # e^709 a float overflows: a model that bad has an infinite perplexity, not a traceback.
+    per_token = total_nll / split.num_tokens
+    return math.inf if per_token > 709 else math.exp(per_token)
 
 
 @_evaluating

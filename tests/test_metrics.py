@@ -387,3 +387,10 @@ def test_scaled_posterior_counts_active_units_on_raw_means():
     assert M.mutual_info(toy, toy.split(), batch_size=16, device=CPU, generator=gen(), samples=2) == \
         pytest.approx(scaled)
     assert scaled > raw + 0.1
+
+
+def test_perplexity_of_a_hopeless_model_is_infinite_not_an_overflow():
+    split = make_split([[4, 5], [6]])  # 5 predicted tokens: the words and </s>
+    assert M._ppl(5 * math.log(7.0), split) == pytest.approx(7.0)
+    assert M._ppl(5 * 1000.0, split) == math.inf  # e^1000 overflows a float
+    assert math.isnan(M._ppl(math.nan, split))

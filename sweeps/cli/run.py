@@ -52,7 +52,8 @@ def main(args: argparse.Namespace) -> int:
     if gpus < 0:
         raise UserError(f"--gpus-per-trial: must be >= 0, got {gpus}")
     _refuse_infeasible(space, args, cpus, gpus)
-    overrides.setdefault("threads", max(1, int(cpus)))  # torch threads = the trial's CPUs
+    if "threads" not in space.searched() and "threads" not in space.fixed:  # the space's own choice wins
+        overrides.setdefault("threads", max(1, int(cpus)))  # torch threads = the trial's CPUs
     from sweeps.engine import sample_config
     try:
         probe = sample_config(space, overrides)  # a bad --set fails here, before any resource starts
