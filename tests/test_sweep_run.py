@@ -3,6 +3,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -297,6 +298,33 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, 
     mirror = optuna.load_study(study_name="k", storage=engine.storage_url(str(tmp_path / "sweep_results" / "k")))
     mirrored = [t.user_attrs["tune_trial_id"] for t in mirror.trials]
     assert len(mirrored) == len(set(mirrored)) and set(trial_ids) <= set(mirrored)
+
+
+def test_resume_if_exists_starts_again_a_sweep_stopped_before_tune_saved_a_trial(tmp_path, monkeypatch, capsys,
+                                                                                 mlflow_server, local_ray):
+    monkeypatch.chdir(tmp_path)
+    space = write_space(tmp_path / "early.yaml", LR, trials=2, epochs=1, max_concurrent=2)
+    run = ["run", space, "--name", "early", "--tracking-uri", mlflow_server, "--resume-if-exists"]
+    assert cli.main(run) == 0
+    client = MlflowClient(mlflow_server)
+    first, first_trials = sweep_runs(client, "early")
+    # As a job stopped while it started leaves it: sweep.json and a running parent run, no Tune state.
+    for path in (tmp_path / "sweep_results" / "early").iterdir():
+        if path.name not in ("sweep.json", "space.yaml", "driver.lock"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    tracking.reopen_run(mlflow_server, first.info.run_id)
+    assert not engine.can_resume(str(tmp_path / "sweep_results" / "early"))
+    capsys.readouterr()
+
+    assert cli.main(run) == 0  # before: "interrupted before its first trial was saved", exit 2, for ever
+    assert "was stopped before Tune saved a trial: starting it again" in capsys.readouterr().out
+    old = client.get_run(first.info.run_id)
+    store = tracking.Store(mlflow_server)
+    sweep = store.sweep("early")
+    assert sweep.run_id != first.info.run_id
+    assert old.info.status == "FAILED" and old.data.tags["superseded_by"] == sweep.run_id
+    assert all(client.get_run(r.info.run_id).info.lifecycle_stage == "deleted" for r in first_trials)
+    assert client.get_run(sweep.run_id).info.status == "FINISHED" and len(store.trials(sweep)) == 2
 
 
 def test_one_driver_per_sweep_refuses_a_second_run_and_a_resume_beside_it(tmp_path):

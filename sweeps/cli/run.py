@@ -10,6 +10,7 @@ needs. Ray and Optuna are imported only once input is valid.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -76,8 +77,17 @@ def main(args: argparse.Namespace) -> int:
     with claim(name):
         # Decided again here, now that no other driver can be starting it.
         if args.resume_if_exists and (results / RECORD_FILE).exists():
-            print(f"sweep {name!r} exists in {results}: resuming it with the settings it started with", flush=True)
-            return resume.resume_claimed(name, args.tracking_uri)
+            from sweeps.engine import can_resume
+            if can_resume(str(results)):
+                print(f"sweep {name!r} exists in {results}: resuming it with the settings it started with",
+                      flush=True)
+                return resume.resume_claimed(name, args.tracking_uri)
+            # Stopped before Tune saved a trial (a job stopped as it started): there is nothing
+            # to resume, and refusing would fail every later submit of this name.
+            print(f"sweep {name!r} in {results} was stopped before Tune saved a trial: starting it again",
+                  flush=True)
+            record["replaces_run_id"] = json.loads((results / RECORD_FILE).read_text()).get("parent_run_id")
+            (results / RECORD_FILE).unlink()
         refuse_existing(name)
         return execute(record, space, restore=False)
 

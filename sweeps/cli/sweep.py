@@ -119,6 +119,9 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
     else:
         record["experiment_id"], record["parent_run_id"] = tracking.start_sweep_run(
             uri, record["name"], _space_params(space, record), _tags(record), record["space_file"])
+        if record.get("replaces_run_id"):  # the parent run of a start that saved no trial
+            tracking.supersede_sweep_run(uri, record["experiment_id"], record.pop("replaces_run_id"),
+                                         record["parent_run_id"])
         shutil.copyfile(record["space_file"], results / SPACE_COPY)  # resume must not depend on later edits
         (results / RECORD_FILE).write_text(json.dumps(record, indent=2))
     ctx = engine.TrialContext(space, record["overrides"], uri, record["experiment_id"],

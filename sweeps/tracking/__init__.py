@@ -12,7 +12,7 @@ from sweeps.tracking.server import (ARTIFACTS_DIR, DB_FILE, Server, TrackingErro
                                     local_server, server_command, server_environment)
 from sweeps.tracking.store import Store, Sweep, TrialRecord, open_store
 from sweeps.tracking.sweep_run import (EXPERIMENT_KIND, PARENT_TAG, TRIAL_TAG, delete_lost_runs, finish_sweep_run,
-                                       load_runs, reopen_run, start_sweep_run, ui_link)
+                                       load_runs, reopen_run, start_sweep_run, supersede_sweep_run, ui_link)
 from sweeps.tracking.trial_run import (CONFIG_ARTIFACT, DIVERGED, OUTCOME_STATUS, TrialRun, close_trial_run,
                                        flatten)
 
@@ -22,7 +22,7 @@ __all__ = [
     "server_command", "server_environment", "check_access",
     # the write side
     "EXPERIMENT_KIND", "PARENT_TAG", "TRIAL_TAG", "delete_lost_runs", "finish_sweep_run", "load_runs",
-    "reopen_run", "start_sweep_run", "ui_link", "CONFIG_ARTIFACT", "DIVERGED", "OUTCOME_STATUS", "TrialRun", "close_trial_run",
+    "reopen_run", "start_sweep_run", "supersede_sweep_run", "ui_link", "CONFIG_ARTIFACT", "DIVERGED", "OUTCOME_STATUS", "TrialRun", "close_trial_run",
     "flatten",
     # the read side
     "Store", "Sweep", "TrialRecord", "open_store",

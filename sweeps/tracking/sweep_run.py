@@ -67,6 +67,16 @@ def delete_lost_runs(uri: str, experiment_id: str, parent_run_id: str, trial_ids
     return len(lost)
 
 
+@server_call
+def supersede_sweep_run(uri: str, experiment_id: str, old_run_id: str, new_run_id: str) -> None:
+    """End the parent run of a start that saved no trial as FAILED, pointing to the run that
+    starts the sweep again, and soft-delete any trial run it began (Tune will propose anew)."""
+    client = connect(uri)
+    delete_lost_runs(uri, experiment_id, old_run_id, set())
+    client.set_tag(old_run_id, "superseded_by", new_run_id)
+    client.set_terminated(old_run_id, "FAILED")
+
+
 def load_runs(uri: str, experiment_name: str) -> list:
     """All runs of a sweep's experiment (the parent and its trials), for reports and tests."""
     client = connect(uri)
