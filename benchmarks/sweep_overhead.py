@@ -60,6 +60,30 @@ def timed(command: list[str], cwd: str) -> tuple[float, str]:
     return time.perf_counter() - start, done.stdout
 
 
+def phases(uri: str, name: str) -> dict[str, float]:
+    """Where a one-at-a-time sweep's per-trial time goes, in mean seconds per trial, from the
+    timestamps MLflow keeps: the gap between one trial's run ending and the next one's being
+    created (Tune and the trial's own start), from creation to the first epoch's metrics less
+    that epoch's training, the epochs' reporting (checkpoint, Tune, MLflow) less their
+    training, and from the last epoch to the run's end (test evaluation, which the direct
+    training does too, the files and the curves)."""
+    client = tracking.Store(uri).client
+    experiment = client.get_experiment_by_name(name)
+    runs = sorted((r for r in client.search_runs([experiment.experiment_id]) if tracking.PARENT_TAG in r.data.tags),
+                  key=lambda r: r.info.start_time)
+    out = {"between trials": [], "start-up": [], "reporting, per epoch": [], "after the last epoch": []}
+    for before, run in zip([None, *runs], runs):
+        epochs = {m.step: m.timestamp for m in client.get_metric_history(run.info.run_id, "val/neg_elbo")}
+        trained = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "epoch_time")}
+        steps = sorted(epochs)
+        if before is not None:
+            out["between trials"].append((run.info.start_time - before.info.end_time) / 1000)
+        out["start-up"].append((epochs[steps[0]] - run.info.start_time) / 1000 - trained[steps[0]])
+        out["reporting, per epoch"] += [(epochs[b] - epochs[a]) / 1000 - trained[b] for a, b in zip(steps, steps[1:])]
+        out["after the last epoch"].append((run.info.end_time - epochs[steps[-1]]) / 1000)
+    return {k: statistics.mean(v) for k, v in out.items() if v}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -91,6 +115,7 @@ def main() -> None:
         one = sweep("one", 1, 1)
         serial = sweep("serial", args.trials, 1)
         parallel = sweep("parallel", args.trials, 2)
+        where = phases(uri, "serial")
     per_trial_direct = statistics.mean(direct)
     per_trial_sweep = (serial - one) / (args.trials - 1)
     fixed_cost = one - per_trial_sweep
@@ -110,6 +135,10 @@ def main() -> None:
     print(f"| **trials/hour, 2 at a time over 1 at a time**, fixed cost excluded | "
           f"{(serial - fixed_cost) / (parallel - fixed_cost):.2f}× |")
     print(f"| trials/hour, 2 at a time over 1 at a time, whole sweeps | {serial / parallel:.2f}× |")
+    print("\nWhere a trial's time outside training goes (the one-at-a-time sweep, from MLflow's timestamps):\n")
+    print("| phase | mean seconds |\n|---|---|")
+    for phase, seconds in where.items():
+        print(f"| {phase} | {seconds:.2f} |")
 
 
 if __name__ == "__main__":

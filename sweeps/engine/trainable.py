@@ -88,11 +88,11 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
         except tuple(DETERMINISTIC) as err:
             # A retry would fail the same way. End the trial with a result, not an error.
             reason = next(prefix for kind, prefix in DETERMINISTIC.items() if isinstance(err, kind)) + str(err)
-            run.finish("failed", reason)
+            run.finish("failed", reason, history)
             _report_end("failed", run.logged_epoch, {}, reason)
             return
         except Exception:
-            run.finish("failed", traceback.format_exc())
+            run.finish("failed", traceback.format_exc(), history)
             raise  # worker-side trouble: Tune retries it (FailureConfig) from the checkpoint
         # Every epoch before the end: a server still away fails the attempt, and Tune retries it
         # from its last checkpoint, which holds them.
@@ -103,7 +103,7 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
         for name in sorted(os.listdir(out_dir)):
             if name.endswith((".png", ".txt")) or name == models.MODEL_FILE:
                 run.client.log_artifact(run.run_id, os.path.join(out_dir, name))
-        run.finish("completed")
+        run.finish("completed", history=history)
         _report_end("completed", result["epochs"], final)
 
 

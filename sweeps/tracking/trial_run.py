@@ -139,9 +139,17 @@ class TrialRun:
             self.log_metrics(epoch, metrics)
             self.test_metrics = {k: v for k, v in metrics.items() if k.startswith("test/")}
 
-    def finish(self, outcome: str, reason: str | None = None) -> None:
-        """Plot the curves, record the outcome (and why it failed) and end the run."""
-        self.client.log_figure(self.run_id, curves_figure(self.client, self.run_id), "curves.png")
+    def finish(self, outcome: str, reason: str | None = None,
+               history: dict[int, dict[str, float]] | None = None) -> None:
+        """Plot the curves (from HISTORY, the trial's every epoch, else from the server),
+        record the outcome (and why it failed) and end the run."""
+        if history is None:
+            curves = {key: [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
+                      for key in CURVES}
+        else:
+            curves = {key: [(epoch, metrics[key]) for epoch, metrics in history.items() if key in metrics]
+                      for key in CURVES}
+        self.client.log_figure(self.run_id, curves_figure(curves), "curves.png")
         self.client.set_tag(self.run_id, "trial_status", outcome)
         if reason:
             self.client.set_tag(self.run_id, "failure_reason", reason[:MAX_TAG_CHARS])
@@ -169,13 +177,14 @@ def _find(client, experiment_id: str, parent_run_id: str, trial_id: str):
     return found[0] if found else None
 
 
-def curves_figure(client, run_id: str):
+def curves_figure(curves: dict[str, list[tuple[int, float]]]):
+    """One panel per metric of CURVES: its (epoch, value) points."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 3, figsize=(11, 6), constrained_layout=True)
     for ax, key in zip(axes.flat, CURVES):
-        points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        points = sorted(curves.get(key, []))
         if points:
             ax.plot(*zip(*points), marker="o", markersize=3)
         ax.set_title(key)
