@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from sweeps.errors import UserError
+from sweeps.errors import UserError, redact
 
 COMMANDS = {
     "train": "sweeps.cli.train",
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args._main(args) or 0
     except (UserError, ConfigError, DataError, ModelFileError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -18,7 +18,7 @@ import shlex
 import time
 from pathlib import Path
 
-from sweeps.errors import UserError
+from sweeps.errors import UserError, redact
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXCLUDES = [".venv", ".cache", "mlartifacts", "mlflow.db", "sweep_results", "runs", "docs/results", ".git",
@@ -80,7 +80,7 @@ class Jobs:
         info = self._call(job, self.client.get_job_info)
         lines = [f"job {job}: {info.status.value}" + (f" (sweep {info.metadata[SWEEP_KEY]})"
                                                       if SWEEP_KEY in (info.metadata or {}) else ""),
-                 f"  entrypoint: {info.entrypoint}"]
+                 f"  entrypoint: {redact(info.entrypoint)}"]
         if info.start_time:
             lines.append(f"  started:    {_clock(info.start_time)}")
         if info.end_time:
