@@ -1,7 +1,9 @@
-"""Credentials are never shown, logged or recorded: `redact` on the text that leaves a command."""
+"""Credentials are never shown, logged or recorded: `redact` on the text that leaves a command,
+and a tracking URI's user:password moved into the environment MLflow reads."""
 import pytest
 
 from sweeps.errors import redact
+from sweeps.tracking import split_credentials
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -31,3 +33,10 @@ def test_redact_hides_passwords_and_secret_values(text, expected):
 def test_redact_leaves_text_without_secrets_alone(text):
     assert redact(text) == text
 
+
+def test_a_uris_credentials_become_mlflows_environment_variables():
+    bare, env = split_credentials("http://sweeps:p%40ss%2Fw%3A@10.0.0.5:5000/prefix")
+    assert bare == "http://10.0.0.5:5000/prefix"
+    assert env == {"MLFLOW_TRACKING_USERNAME": "sweeps", "MLFLOW_TRACKING_PASSWORD": "p@ss/w:"}
+    assert split_credentials("http://10.0.0.5:5000") == ("http://10.0.0.5:5000", {})
+    assert split_credentials("http://sweeps@10.0.0.5:5000") == ("http://sweeps@10.0.0.5:5000", {})

@@ -116,6 +116,6 @@ def _positive(value, default, option: str, kind: type):
 def _explicit_uri(uri: str | None) -> str | None:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     try:
-        return tracking.check_uri(uri) if uri else None
+        return tracking.use_credentials(tracking.check_uri(uri)) if uri else None
     except ValueError as err:
         raise UserError(str(err)) from err

@@ -7,7 +7,7 @@ and the read side the analysis uses (`store`). MLflow is imported lazily, inside
 calls, so that a command refuses bad input before it loads. Imports PyYAML and
 matplotlib besides; of sweeps only `errors`.
 """
-from sweeps.tracking.client import check_access
+from sweeps.tracking.client import check_access, split_credentials, use_credentials
 from sweeps.tracking.server import (ARTIFACTS_DIR, DB_FILE, Server, TrackingError, check_uri, free_port,
                                     local_server, server_command, server_environment)
 from sweeps.tracking.store import Store, Sweep, TrialRecord, open_store
@@ -19,7 +19,7 @@ from sweeps.tracking.trial_run import (CONFIG_ARTIFACT, DIVERGED, OUTCOME_STATUS
 __all__ = [
     # the server
     "ARTIFACTS_DIR", "DB_FILE", "Server", "TrackingError", "check_uri", "free_port", "local_server",
-    "server_command", "server_environment", "check_access",
+    "server_command", "server_environment", "check_access", "split_credentials", "use_credentials",
     # the write side
     "EXPERIMENT_KIND", "PARENT_TAG", "TRIAL_TAG", "delete_lost_runs", "finish_sweep_run", "load_runs",
     "reopen_run", "start_sweep_run", "ui_link", "CONFIG_ARTIFACT", "DIVERGED", "OUTCOME_STATUS", "TrialRun", "close_trial_run",
