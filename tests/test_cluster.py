@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -23,6 +24,8 @@ import pytest
 import ray.autoscaler
 import yaml
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.server import get_app_client
 from ray.autoscaler._private.util import prepare_config, validate_config  # what `ray up` runs
 
 from sweeps import cli, tracking
@@ -256,20 +259,50 @@ def test_tracking_server_binds_where_told_and_requires_basic_auth(tmp_path, monk
         assert (tmp_path / "basic_auth.db").exists()  # users live where the server was started
         assert _listening(port) == {"127.0.0.1"}  # the default host: loopback, nothing else
 
+        # The nodes' user, made by the admin as cluster.yaml does; run again, it takes the new password.
+        password = "worker/p@ss:2"  # characters a URI must escape
+        for given, done in (("worker-password-1", "created"), (password, "updated")):
+            made = sweeps({**env, "MLFLOW_TRACKING_USERNAME": "sweeps", "MLFLOW_TRACKING_PASSWORD": given},
+                          "tracking-user", "--tracking-uri", uri)
+            assert made.returncode == 0 and f"MLflow user 'sweeps' {done}" in made.stdout, made.stderr
+        as_admin = sweeps({**env, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "x" * 12},
+                          "tracking-user", "--tracking-uri", uri)
+        assert as_admin.returncode == 2 and "'admin' is an admin" in as_admin.stderr
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "sweeps")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        with pytest.raises(MlflowException, match="403"):  # not an admin: no user management
+            get_app_client("basic-auth", tracking_uri=uri).create_user("intruder", "intruder-password")
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "test-admin-password-1")
+
         # A sweep through the credentials: refused in one line before Ray starts when they are
-        # wrong; with the right ones, its trial writes its epochs and test metrics through them.
-        tiny = ["run", *SWEEP, "--trials", "1", "--epochs", "1", "--tracking-uri", uri]
-        creds = {**env, "MLFLOW_TRACKING_USERNAME": "admin", "SWEEPS_STORAGE": str(tmp_path / "sweeps")}
-        wrong = sweeps({**creds, "MLFLOW_TRACKING_PASSWORD": "wrong"}, *tiny, "--name", "auth-wrong", timeout=900)
+        # wrong; with the right ones, given in the URI, its trial writes its epochs and test
+        # metrics through them, and nothing it recorded or printed holds the password.
+        tiny = ["run", *SWEEP, "--trials", "1", "--epochs", "1"]
+        stored = {**env, "SWEEPS_STORAGE": str(tmp_path / "sweeps")}
+        wrong = sweeps({**stored, "MLFLOW_TRACKING_USERNAME": "sweeps", "MLFLOW_TRACKING_PASSWORD": "wrong"}, *tiny,
+                       "--tracking-uri", uri, "--name", "auth-wrong", timeout=900)
         assert wrong.returncode == 2 and "401" in wrong.stderr, wrong.stderr
         assert wrong.stderr.strip().splitlines()[-1].startswith(f"error: tracking server {uri}: ")
-        right = sweeps({**creds, "MLFLOW_TRACKING_PASSWORD": "test-admin-password-1"}, *tiny, "--name", "auth-sweep",
-                       timeout=1200)
+        with_password = f"http://sweeps:{urllib.parse.quote(password, safe='')}@127.0.0.1:{port}"
+        right = sweeps(stored, *tiny, "--tracking-uri", with_password, "--name", "auth-sweep", timeout=1200)
         assert right.returncode == 0, right.stdout[-3000:] + right.stderr[-3000:]
         parent, (trial,) = _sweep_runs(client, "auth-sweep")
         assert parent.info.status == "FINISHED" and trial.info.status == "FINISHED"
         assert [m.step for m in client.get_metric_history(trial.info.run_id, "val/neg_elbo")] == [1]
         assert "test/nll" in trial.data.metrics
+        assert f"--tracking-uri http://sweeps:***@127.0.0.1:{port}" in parent.data.tags["mlflow.note.content"]
+        record = json.loads((tmp_path / "sweeps" / "auth-sweep" / "sweep.json").read_text())
+        assert record["tracking_uri"] == uri
+        summary = Path(client.download_artifacts(parent.info.run_id, "summary.txt", str(tmp_path))).read_text()
+        exported = sweeps(env, "export-best", "auth-sweep", "--out", str(tmp_path / "best.yaml"),
+                          "--tracking-uri", with_password)
+        assert exported.returncode == 0, exported.stderr
+        config = (tmp_path / "best.yaml").read_text()
+        assert "--tracking-uri http://sweeps:***@" in config and f"tracking: {uri}" in config
+        seen = [*parent.data.tags.values(), *parent.data.params.values(), json.dumps(record), summary,
+                right.stdout, right.stderr, config]
+        assert not [text for text in seen if password in text or urllib.parse.quote(password, safe="") in text]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)

@@ -26,6 +26,7 @@ COMMANDS = {
     "sensitivity": "sweeps.cli.sensitivity",
     "report": "sweeps.cli.report",
     "server": "sweeps.cli.server",
+    "tracking-user": "sweeps.cli.tracking_user",
     "submit": "sweeps.cli.jobs",
     "status": "sweeps.cli.jobs",
     "logs": "sweeps.cli.jobs",
