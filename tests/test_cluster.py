@@ -1,6 +1,7 @@
 """Sweeps on a Ray cluster: a real two-node Ray cluster on this machine (token authentication
 on), a real MLflow server, a sweep submitted through the CLI as a Ray Job, one node killed
 mid-sweep; the tracking server command; and cluster.yaml against Ray's own launcher schema."""
+import importlib.metadata
 import ipaddress
 import json
 import os
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,6 +25,9 @@ import jsonschema
 import pytest
 import ray.autoscaler
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.server import get_app_client
@@ -391,6 +396,23 @@ def test_cluster_yaml_is_a_valid_launcher_config_for_this_project():
     # Nothing secret in the file: tokens and passwords are only ever read from cluster.env.
     assert not re.search(r"(TOKEN|PASSWORD|SECRET_KEY)\w*\s*[=:]\s*[^\s$]", text)
     assert all("cluster.env" in c for c in config["head_start_ray_commands"][1:] + config["worker_start_ray_commands"][1:])
+
+
+def test_constraints_pin_every_dependency_to_the_version_tested_here():
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            pin = re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+)", line)
+            assert pin, f"constraints.txt: {line!r} is not an exact pin"
+            pins[canonicalize_name(pin[1])] = Version(pin[2])
+    assert all(not version.local for version in pins.values())  # torch==2.13.0, not 2.13.0+cpu
+    for text in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        wanted = Requirement(text)
+        pinned = pins.get(canonicalize_name(wanted.name))
+        assert pinned and wanted.specifier.contains(pinned), f"{text}: pinned {pinned}"
+    # What the cluster installs is what these tests run on.
+    for name, pinned in pins.items():
+        assert Version(importlib.metadata.version(name)).public == pinned.public, name
 
 
 def test_documented_on_premises_config_is_valid():
