@@ -1,10 +1,12 @@
 """Sweeps on a Ray cluster: a real two-node Ray cluster on this machine (token authentication
 on), a real MLflow server, a sweep submitted through the CLI as a Ray Job, one node killed
 mid-sweep; the tracking server command; and cluster.yaml against Ray's own launcher schema."""
+import configparser
 import importlib.metadata
 import ipaddress
 import json
 import os
+import pwd
 import re
 import secrets
 import shlex
@@ -365,6 +367,20 @@ def _sweeps_command(words: list[str]) -> list[str] | None:
     return None
 
 
+def _unit(path: Path) -> configparser.ConfigParser:
+    """A systemd unit file, section -> key -> value (the syntax is an INI file's)."""
+    unit = configparser.ConfigParser(interpolation=None)
+    unit.optionxform = str  # systemd's keys are case-sensitive
+    unit.read_string(path.read_text())
+    return unit
+
+
+def _env_block(docs: str, path: str) -> set[str]:
+    """The variables of the env file PATH as docs/cluster.md lists them (a block opening with `# PATH`)."""
+    block = re.search(rf"```bash\n# {re.escape(path)}\n(.*?)```", docs, re.S).group(1)
+    return set(re.findall(r"^([A-Z_]+)=", block, re.M))
+
+
 def test_cluster_yaml_is_a_valid_launcher_config_for_this_project():
     text = (REPO / "cluster.yaml").read_text()
     config = yaml.safe_load(text)
@@ -376,26 +392,69 @@ def test_cluster_yaml_is_a_valid_launcher_config_for_this_project():
     assert types[head]["resources"] == {"CPU": 0}  # trials go to the workers
     assert prepared["max_workers"] >= gpu[0]["max_workers"]
 
-    # The project travels to every node and is installed from there.
+    # The project travels to every node and is installed from there, at the pinned versions.
     mount = next(remote for remote, local in config["file_mounts"].items() if local == ".")
-    assert f"pip install -q -e {mount}" in config["setup_commands"]
+    assert f"pip install -q -c {mount}/constraints.txt -e {mount}" in config["setup_commands"]
     assert all("/mnt/shared" in c for c in config["setup_commands"][:1])  # shared storage first
 
-    # The head starts Ray with token auth and the tracking server with basic auth; every
-    # `python -m sweeps ...` in the file is a command the CLI accepts.
-    started = [_sweeps_command(words) for words in _commands(config, "head_start_ray_commands")]
-    servers = [args for args in started if args and args[0] == "server"]
-    assert len(servers) == 1
-    parsed = cli.build_parser().parse_args(servers[0])
-    assert parsed.app_name == "basic-auth" and not server.is_loopback(parsed.host)
-    assert parsed.backend_store_uri.startswith("sqlite:////mnt/shared/")
-    assert parsed.artifacts_destination.startswith("/mnt/shared/")
-    assert any("ray start --head" in c and "SWEEPS_STORAGE=/mnt/shared/" in c and "MLFLOW_TRACKING_URI=" in c
-               for c in config["head_start_ray_commands"])
+    # The dashboard runs whatever job it is sent: loopback only, reached through an SSH tunnel.
+    started = [words for words in _commands(config, "head_start_ray_commands") if "start" in words]
+    ray_head = next(words for words in started if "--head" in words)
+    hosts = [w.split("=", 1)[1] for w in ray_head if w.startswith("--dashboard-host=")]
+    assert hosts == ["127.0.0.1"]
+    assert "SWEEPS_STORAGE=/mnt/shared/sweep_results" in ray_head and any(
+        w.startswith("MLFLOW_TRACKING_URI=") for w in ray_head)
     assert any("ray start --address=$RAY_HEAD_IP" in c for c in config["worker_start_ray_commands"])
-    # Nothing secret in the file: tokens and passwords are only ever read from cluster.env.
-    assert not re.search(r"(TOKEN|PASSWORD|SECRET_KEY)\w*\s*[=:]\s*[^\s$]", text)
-    assert all("cluster.env" in c for c in config["head_start_ray_commands"][1:] + config["worker_start_ray_commands"][1:])
+
+    # Secrets: every node gets cluster.env (file_mounts reach the workers); the head's own are
+    # made on the head, in the file its tracking server reads, and no command of a worker reads it.
+    unit = _unit(REPO / "cluster" / "sweeps-mlflow.service")
+    head_env = unit["Service"]["EnvironmentFile"]
+    assert head_env == "/etc/sweeps/head.env"
+    assert not [m for m in config["file_mounts"].items() if head_env in m[0] or "head.env" in m[1]]
+    made = next(c for c in config["head_setup_commands"] if f"tee {head_env}" in c)
+    assert f"chmod 600 {head_env}" in made and "install -d -m 700 /etc/sweeps" in made
+    assert set(re.findall(r"(MLFLOW_\w+)=", made)) == {
+        "MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"}
+    assert not [c for c in config["setup_commands"] + config["worker_start_ray_commands"] if "head.env" in c]
+    docs = (REPO / "docs" / "cluster.md").read_text()
+    assert _env_block(docs, "~/.config/sweeps/cluster.env") == {
+        "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "SHARED_NFS"}
+    assert "~/.config/sweeps/cluster.env" in config["file_mounts"]
+    # Nothing secret in the file itself: tokens and passwords are only read from those files.
+    assert not re.search(r"(TOKEN|PASSWORD|SECRET_KEY)\w*\s*[=:]\s*[^\s${]", text)
+    assert all("cluster.env" in c for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+               if "ray start" in c or "python -m sweeps" in c)
+
+    # The tracking server: a systemd service installed on the head, restarted when it fails,
+    # basic auth, its SQLite database on the head's disk (never NFS), its artifacts shared.
+    assert any("cluster/sweeps-mlflow.service" in c and "systemctl enable sweeps-mlflow" in c
+               for c in config["head_setup_commands"])
+    assert "sudo systemctl restart sweeps-mlflow" in config["head_start_ray_commands"]
+    service = unit["Service"]
+    assert service["Restart"] == "on-failure" and unit["Install"]["WantedBy"] == "multi-user.target"
+    executable, *words = shlex.split(service["ExecStart"])
+    assert executable == "@PYTHON@" and words[:2] == ["-m", "sweeps"]
+    parsed = cli.build_parser().parse_args(words[2:])
+    assert parsed.command == "server" and parsed.app_name == "basic-auth" and not server.is_loopback(parsed.host)
+    assert parsed.backend_store_uri == "sqlite:////var/lib/sweeps/mlflow.db"
+    assert service["StateDirectory"] == "sweeps" and service["WorkingDirectory"] == "/var/lib/sweeps"
+    assert parsed.artifacts_destination.startswith("/mnt/shared/")
+    # ... and, as its admin, the nodes' user: every `python -m sweeps ...` is a command the CLI accepts.
+    commands = [args for args in map(_sweeps_command, _commands(config, "head_start_ray_commands")) if args]
+    assert [cli.build_parser().parse_args(args).command for args in commands] == ["tracking-user"]
+
+
+def test_tracking_server_unit_passes_systemds_own_check(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    text = (REPO / "cluster" / "sweeps-mlflow.service").read_text()
+    # As cluster.yaml's head setup fills it in: this user, this Python.
+    unit = tmp_path / "sweeps-mlflow.service"
+    unit.write_text(text.replace("@USER@", pwd.getpwuid(os.getuid()).pw_name).replace("@PYTHON@", sys.executable))
+    checked = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0 and not checked.stderr.strip(), checked.stderr  # it warns of unknown keys
 
 
 def test_constraints_pin_every_dependency_to_the_version_tested_here():
@@ -424,3 +483,7 @@ def test_documented_on_premises_config_is_valid():
     assert prepared["max_workers"] == len(local[0]["provider"]["worker_ips"])
     started = [_sweeps_command(words) for words in _commands(local[0], "head_start_ray_commands")]
     cli.build_parser().parse_args(next(args for args in started if args))
+    cluster = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    assert local[0]["head_setup_commands"] == cluster["head_setup_commands"]
+    assert local[0]["setup_commands"] == cluster["setup_commands"][1:]  # NFS already mounted there
+    assert "--dashboard-host=127.0.0.1" in " ".join(local[0]["head_start_ray_commands"])

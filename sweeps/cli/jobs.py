@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     command = parser.prog.split()[-1]
     parser.description = DESCRIPTIONS[command]
     parser.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS", "http://127.0.0.1:8265"),
-                        help="the cluster's dashboard, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, "
-                             "else http://127.0.0.1:8265 as forwarded by `ray dashboard cluster.yaml`)")
+                        help="the cluster's dashboard (default: $RAY_API_SERVER_ADDRESS, else http://127.0.0.1:8265 "
+                             "as forwarded by `ray dashboard cluster.yaml`; never plain http across a network)")
     if command == "submit":  # the job runs `sweeps run`: the same options, checked here first
         parser.add_argument("--storage", default=os.environ.get(STORAGE_ENV),
                             help=f"directory on storage every node shares for Tune's state and checkpoints "

@@ -32,7 +32,8 @@ STOP_ENV = {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": "60"}
 
 
 class Jobs:
-    """The Ray Jobs of the cluster whose dashboard is at ADDRESS (http://HEAD:8265)."""
+    """The Ray Jobs of the cluster whose dashboard is at ADDRESS (http://127.0.0.1:8265 through
+    `ray dashboard cluster.yaml`)."""
 
     def __init__(self, address: str):
         from ray.job_submission import JobSubmissionClient
