@@ -225,10 +225,14 @@ def test_a_job_that_never_started_its_sweep_leaves_the_next_to_run_it(cluster, m
     deadline = time.monotonic() + 300
     while "FAILED" not in sweeps(env, "status", f"sweep-{name}-1", "--address", address).stdout:
         assert time.monotonic() < deadline, died.stdout + died.stderr
+    # A user:password in the URI goes to the job's environment, not its entrypoint (this server ignores them).
+    with_password = mlflow_server.replace("http://", "http://sweeps:job-password-1@")
     submit = ["submit", *SWEEP, "--trials", "2", "--epochs", "2", "--name", name, "--address", address,
-              "--storage", str(tmp_path / "shared"), "--tracking-uri", mlflow_server]
+              "--storage", str(tmp_path / "shared"), "--tracking-uri", with_password]
     again = sweeps(env, *submit)
     assert again.returncode == 0 and f"sweep-{name}-2" in again.stdout, again.stderr
+    described = sweeps(env, "status", f"sweep-{name}-2", "--address", address).stdout
+    assert f"--tracking-uri {mlflow_server}" in described and "job-password-1" not in described, described
     logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=900)
     assert logs.returncode == 0 and f"Sweep {name}: 2 trials" in logs.stdout, logs.stdout[-3000:]
     parent, children = _sweep_runs(MlflowClient(mlflow_server), name)
