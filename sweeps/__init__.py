@@ -13,7 +13,8 @@ downwards (tests/test_layout.py checks it):
     tracking   MLflow: server, parent and child runs, reads      errors
     space      the search-space language: model, loading,        (models)
                validation rules
-    errors     UserError, which any part raises for bad input    nothing
+    errors     UserError, which any part raises for bad input;   nothing
+               redact, for any text shown that may hold a secret
 
 Ray is imported only by engine (Ray Tune) and cluster (Ray Jobs), MLflow only by tracking,
 pyarrow only by analysis; a part uses another through the names its __init__ exports.

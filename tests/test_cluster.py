@@ -1,9 +1,12 @@
 """Sweeps on a Ray cluster: a real two-node Ray cluster on this machine (token authentication
 on), a real MLflow server, a sweep submitted through the CLI as a Ray Job, one node killed
 mid-sweep; the tracking server command; and cluster.yaml against Ray's own launcher schema."""
+import configparser
+import importlib.metadata
 import ipaddress
 import json
 import os
+import pwd
 import re
 import secrets
 import shlex
@@ -14,7 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +27,12 @@ import jsonschema
 import pytest
 import ray.autoscaler
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.server import get_app_client
 from ray.autoscaler._private.util import prepare_config, validate_config  # what `ray up` runs
 
 from sweeps import cli, tracking
@@ -216,10 +226,14 @@ def test_a_job_that_never_started_its_sweep_leaves_the_next_to_run_it(cluster, m
     deadline = time.monotonic() + 300
     while "FAILED" not in sweeps(env, "status", f"sweep-{name}-1", "--address", address).stdout:
         assert time.monotonic() < deadline, died.stdout + died.stderr
+    # A user:password in the URI goes to the job's environment, not its entrypoint (this server ignores them).
+    with_password = mlflow_server.replace("http://", "http://sweeps:job-password-1@")
     submit = ["submit", *SWEEP, "--trials", "2", "--epochs", "2", "--name", name, "--address", address,
-              "--storage", str(tmp_path / "shared"), "--tracking-uri", mlflow_server]
+              "--storage", str(tmp_path / "shared"), "--tracking-uri", with_password]
     again = sweeps(env, *submit)
     assert again.returncode == 0 and f"sweep-{name}-2" in again.stdout, again.stderr
+    described = sweeps(env, "status", f"sweep-{name}-2", "--address", address).stdout
+    assert f"--tracking-uri {mlflow_server}" in described and "job-password-1" not in described, described
     logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=900)
     assert logs.returncode == 0 and f"Sweep {name}: 2 trials" in logs.stdout, logs.stdout[-3000:]
     parent, children = _sweep_runs(MlflowClient(mlflow_server), name)
@@ -257,20 +271,50 @@ def test_tracking_server_binds_where_told_and_requires_basic_auth(tmp_path, monk
         assert (tmp_path / "basic_auth.db").exists()  # users live where the server was started
         assert _listening(port) == {"127.0.0.1"}  # the default host: loopback, nothing else
 
+        # The nodes' user, made by the admin as cluster.yaml does; run again, it takes the new password.
+        password = "worker/p@ss:2"  # characters a URI must escape
+        for given, done in (("worker-password-1", "created"), (password, "updated")):
+            made = sweeps({**env, "MLFLOW_TRACKING_USERNAME": "sweeps", "MLFLOW_TRACKING_PASSWORD": given},
+                          "tracking-user", "--tracking-uri", uri)
+            assert made.returncode == 0 and f"MLflow user 'sweeps' {done}" in made.stdout, made.stderr
+        as_admin = sweeps({**env, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "x" * 12},
+                          "tracking-user", "--tracking-uri", uri)
+        assert as_admin.returncode == 2 and "'admin' is an admin" in as_admin.stderr
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "sweeps")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        with pytest.raises(MlflowException, match="403"):  # not an admin: no user management
+            get_app_client("basic-auth", tracking_uri=uri).create_user("intruder", "intruder-password")
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "test-admin-password-1")
+
         # A sweep through the credentials: refused in one line before Ray starts when they are
-        # wrong; with the right ones, its trial writes its epochs and test metrics through them.
-        tiny = ["run", *SWEEP, "--trials", "1", "--epochs", "1", "--tracking-uri", uri]
-        creds = {**env, "MLFLOW_TRACKING_USERNAME": "admin", "SWEEPS_STORAGE": str(tmp_path / "sweeps")}
-        wrong = sweeps({**creds, "MLFLOW_TRACKING_PASSWORD": "wrong"}, *tiny, "--name", "auth-wrong", timeout=900)
+        # wrong; with the right ones, given in the URI, its trial writes its epochs and test
+        # metrics through them, and nothing it recorded or printed holds the password.
+        tiny = ["run", *SWEEP, "--trials", "1", "--epochs", "1"]
+        stored = {**env, "SWEEPS_STORAGE": str(tmp_path / "sweeps")}
+        wrong = sweeps({**stored, "MLFLOW_TRACKING_USERNAME": "sweeps", "MLFLOW_TRACKING_PASSWORD": "wrong"}, *tiny,
+                       "--tracking-uri", uri, "--name", "auth-wrong", timeout=900)
         assert wrong.returncode == 2 and "401" in wrong.stderr, wrong.stderr
         assert wrong.stderr.strip().splitlines()[-1].startswith(f"error: tracking server {uri}: ")
-        right = sweeps({**creds, "MLFLOW_TRACKING_PASSWORD": "test-admin-password-1"}, *tiny, "--name", "auth-sweep",
-                       timeout=1200)
+        with_password = f"http://sweeps:{urllib.parse.quote(password, safe='')}@127.0.0.1:{port}"
+        right = sweeps(stored, *tiny, "--tracking-uri", with_password, "--name", "auth-sweep", timeout=1200)
         assert right.returncode == 0, right.stdout[-3000:] + right.stderr[-3000:]
         parent, (trial,) = _sweep_runs(client, "auth-sweep")
         assert parent.info.status == "FINISHED" and trial.info.status == "FINISHED"
         assert [m.step for m in client.get_metric_history(trial.info.run_id, "val/neg_elbo")] == [1]
         assert "test/nll" in trial.data.metrics
+        assert f"--tracking-uri http://sweeps:***@127.0.0.1:{port}" in parent.data.tags["mlflow.note.content"]
+        record = json.loads((tmp_path / "sweeps" / "auth-sweep" / "sweep.json").read_text())
+        assert record["tracking_uri"] == uri
+        summary = Path(client.download_artifacts(parent.info.run_id, "summary.txt", str(tmp_path))).read_text()
+        exported = sweeps(env, "export-best", "auth-sweep", "--out", str(tmp_path / "best.yaml"),
+                          "--tracking-uri", with_password)
+        assert exported.returncode == 0, exported.stderr
+        config = (tmp_path / "best.yaml").read_text()
+        assert "--tracking-uri http://sweeps:***@" in config and f"tracking: {uri}" in config
+        seen = [*parent.data.tags.values(), *parent.data.params.values(), json.dumps(record), summary,
+                right.stdout, right.stderr, config]
+        assert not [text for text in seen if password in text or urllib.parse.quote(password, safe="") in text]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
@@ -328,6 +372,20 @@ def _sweeps_command(words: list[str]) -> list[str] | None:
     return None
 
 
+def _unit(path: Path) -> configparser.ConfigParser:
+    """A systemd unit file, section -> key -> value (the syntax is an INI file's)."""
+    unit = configparser.ConfigParser(interpolation=None)
+    unit.optionxform = str  # systemd's keys are case-sensitive
+    unit.read_string(path.read_text())
+    return unit
+
+
+def _env_block(docs: str, path: str) -> set[str]:
+    """The variables of the env file PATH as docs/cluster.md lists them (a block opening with `# PATH`)."""
+    block = re.search(rf"```bash\n# {re.escape(path)}\n(.*?)```", docs, re.S).group(1)
+    return set(re.findall(r"^([A-Z_]+)=", block, re.M))
+
+
 def test_cluster_yaml_is_a_valid_launcher_config_for_this_project():
     text = (REPO / "cluster.yaml").read_text()
     config = yaml.safe_load(text)
@@ -339,26 +397,86 @@ def test_cluster_yaml_is_a_valid_launcher_config_for_this_project():
     assert types[head]["resources"] == {"CPU": 0}  # trials go to the workers
     assert prepared["max_workers"] >= gpu[0]["max_workers"]
 
-    # The project travels to every node and is installed from there.
+    # The project travels to every node and is installed from there, at the pinned versions.
     mount = next(remote for remote, local in config["file_mounts"].items() if local == ".")
-    assert f"pip install -q -e {mount}" in config["setup_commands"]
+    assert f"pip install -q -c {mount}/constraints.txt -e {mount}" in config["setup_commands"]
     assert all("/mnt/shared" in c for c in config["setup_commands"][:1])  # shared storage first
 
-    # The head starts Ray with token auth and the tracking server with basic auth; every
-    # `python -m sweeps ...` in the file is a command the CLI accepts.
-    started = [_sweeps_command(words) for words in _commands(config, "head_start_ray_commands")]
-    servers = [args for args in started if args and args[0] == "server"]
-    assert len(servers) == 1
-    parsed = cli.build_parser().parse_args(servers[0])
-    assert parsed.app_name == "basic-auth" and not server.is_loopback(parsed.host)
-    assert parsed.backend_store_uri.startswith("sqlite:////mnt/shared/")
-    assert parsed.artifacts_destination.startswith("/mnt/shared/")
-    assert any("ray start --head" in c and "SWEEPS_STORAGE=/mnt/shared/" in c and "MLFLOW_TRACKING_URI=" in c
-               for c in config["head_start_ray_commands"])
+    # The dashboard runs whatever job it is sent: loopback only, reached through an SSH tunnel.
+    started = [words for words in _commands(config, "head_start_ray_commands") if "start" in words]
+    ray_head = next(words for words in started if "--head" in words)
+    hosts = [w.split("=", 1)[1] for w in ray_head if w.startswith("--dashboard-host=")]
+    assert hosts == ["127.0.0.1"]
+    assert "SWEEPS_STORAGE=/mnt/shared/sweep_results" in ray_head and any(
+        w.startswith("MLFLOW_TRACKING_URI=") for w in ray_head)
     assert any("ray start --address=$RAY_HEAD_IP" in c for c in config["worker_start_ray_commands"])
-    # Nothing secret in the file: tokens and passwords are only ever read from cluster.env.
-    assert not re.search(r"(TOKEN|PASSWORD|SECRET_KEY)\w*\s*[=:]\s*[^\s$]", text)
-    assert all("cluster.env" in c for c in config["head_start_ray_commands"][1:] + config["worker_start_ray_commands"][1:])
+
+    # Secrets: every node gets cluster.env (file_mounts reach the workers); the head's own are
+    # made on the head, in the file its tracking server reads, and no command of a worker reads it.
+    unit = _unit(REPO / "cluster" / "sweeps-mlflow.service")
+    head_env = unit["Service"]["EnvironmentFile"]
+    assert head_env == "/etc/sweeps/head.env"
+    assert not [m for m in config["file_mounts"].items() if head_env in m[0] or "head.env" in m[1]]
+    made = next(c for c in config["head_setup_commands"] if f"tee {head_env}" in c)
+    assert f"chmod 600 {head_env}" in made and "install -d -m 700 /etc/sweeps" in made
+    assert set(re.findall(r"(MLFLOW_\w+)=", made)) == {
+        "MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"}
+    assert not [c for c in config["setup_commands"] + config["worker_start_ray_commands"] if "head.env" in c]
+    docs = (REPO / "docs" / "cluster.md").read_text()
+    assert _env_block(docs, "~/.config/sweeps/cluster.env") == {
+        "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "SHARED_NFS"}
+    assert "~/.config/sweeps/cluster.env" in config["file_mounts"]
+    # Nothing secret in the file itself: tokens and passwords are only read from those files.
+    assert not re.search(r"(TOKEN|PASSWORD|SECRET_KEY)\w*\s*[=:]\s*[^\s${]", text)
+    assert all("cluster.env" in c for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+               if "ray start" in c or "python -m sweeps" in c)
+
+    # The tracking server: a systemd service installed on the head, restarted when it fails,
+    # basic auth, its SQLite database on the head's disk (never NFS), its artifacts shared.
+    assert any("cluster/sweeps-mlflow.service" in c and "systemctl enable sweeps-mlflow" in c
+               for c in config["head_setup_commands"])
+    assert "sudo systemctl restart sweeps-mlflow" in config["head_start_ray_commands"]
+    service = unit["Service"]
+    assert service["Restart"] == "on-failure" and unit["Install"]["WantedBy"] == "multi-user.target"
+    executable, *words = shlex.split(service["ExecStart"])
+    assert executable == "@PYTHON@" and words[:2] == ["-m", "sweeps"]
+    parsed = cli.build_parser().parse_args(words[2:])
+    assert parsed.command == "server" and parsed.app_name == "basic-auth" and not server.is_loopback(parsed.host)
+    assert parsed.backend_store_uri == "sqlite:////var/lib/sweeps/mlflow.db"
+    assert service["StateDirectory"] == "sweeps" and service["WorkingDirectory"] == "/var/lib/sweeps"
+    assert parsed.artifacts_destination.startswith("/mnt/shared/")
+    # ... and, as its admin, the nodes' user: every `python -m sweeps ...` is a command the CLI accepts.
+    commands = [args for args in map(_sweeps_command, _commands(config, "head_start_ray_commands")) if args]
+    assert [cli.build_parser().parse_args(args).command for args in commands] == ["tracking-user"]
+
+
+def test_tracking_server_unit_passes_systemds_own_check(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    text = (REPO / "cluster" / "sweeps-mlflow.service").read_text()
+    # As cluster.yaml's head setup fills it in: this user, this Python.
+    unit = tmp_path / "sweeps-mlflow.service"
+    unit.write_text(text.replace("@USER@", pwd.getpwuid(os.getuid()).pw_name).replace("@PYTHON@", sys.executable))
+    checked = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0 and not checked.stderr.strip(), checked.stderr  # it warns of unknown keys
+
+
+def test_constraints_pin_every_dependency_to_the_version_tested_here():
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            pin = re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+)", line)
+            assert pin, f"constraints.txt: {line!r} is not an exact pin"
+            pins[canonicalize_name(pin[1])] = Version(pin[2])
+    assert all(not version.local for version in pins.values())  # torch==2.13.0, not 2.13.0+cpu
+    for text in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        wanted = Requirement(text)
+        pinned = pins.get(canonicalize_name(wanted.name))
+        assert pinned and wanted.specifier.contains(pinned), f"{text}: pinned {pinned}"
+    # What the cluster installs is what these tests run on.
+    for name, pinned in pins.items():
+        assert Version(importlib.metadata.version(name)).public == pinned.public, name
 
 
 def test_documented_on_premises_config_is_valid():
@@ -370,3 +488,7 @@ def test_documented_on_premises_config_is_valid():
     assert prepared["max_workers"] == len(local[0]["provider"]["worker_ips"])
     started = [_sweeps_command(words) for words in _commands(local[0], "head_start_ray_commands")]
     cli.build_parser().parse_args(next(args for args in started if args))
+    cluster = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    assert local[0]["head_setup_commands"] == cluster["head_setup_commands"]
+    assert local[0]["setup_commands"] == cluster["setup_commands"][1:]  # NFS already mounted there
+    assert "--dashboard-host=127.0.0.1" in " ".join(local[0]["head_start_ray_commands"])

@@ -79,6 +79,8 @@ CASES = [
     ("profile-unknown", ["run", "lr.yaml", "--profile", "nope"], ["profile", "nope"]),
     ("name", ["run", "lr.yaml", "--name", "a b"], ["--name 'a b'"]),
     ("tracking-uri-not-a-server", ["run", "lr.yaml", "--tracking-uri", "sqlite:///x.db"], ["tracking server"]),
+    ("tracking-uri-with-password", ["run", "lr.yaml", "--tracking-uri", "file://sweeps:hunter2@db/x"],
+     ["tracking URI 'file://sweeps:***@db/x'"]),
     ("resume-unknown", ["resume", "nothing"], ["no sweep 'nothing'"]),
     ("ui-without-store", ["ui"], ["mlflow.db"]),
     # corpora
@@ -142,6 +144,10 @@ def test_malformed_input_exits_2_with_one_line_naming_it(refused, name, argv, ex
     assert len(stderr.splitlines()) == 1 and stderr.startswith("error: "), stderr  # no traceback, no noise
     for text in expected:
         assert text in stderr, stderr
+
+
+def test_a_refused_uri_is_shown_without_its_password(refused):
+    assert "hunter2" not in refused[1]["tracking-uri-with-password"][1]
 
 
 def test_nothing_was_started_or_written(refused):

@@ -32,7 +32,7 @@ import pyarrow as pa
 import models
 from sweeps.analysis import trial_table
 from sweeps.analysis.pareto import front, metric_spec
-from sweeps.errors import UserError
+from sweeps.errors import UserError, redact
 from sweeps.space import TEST_METRICS
 from sweeps.tracking import CONFIG_ARTIFACT, Store
 
@@ -127,4 +127,4 @@ def provenance(store: Store, row: dict, criterion: str, rank_: int, candidates: 
              f"epochs: {row['epochs']}  wall time: {row['wall_time']:.1f}s" if row["wall_time"] else
              f"epochs: {row['epochs']}",
              "rerun: python -m sweeps train --config THIS_FILE --out DIR"]
-    return "".join(f"# {line}\n" for line in lines)
+    return redact("".join(f"# {line}\n" for line in lines))

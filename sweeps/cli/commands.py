@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from sweeps.errors import UserError
+from sweeps.errors import UserError, redact
 
 COMMANDS = {
     "train": "sweeps.cli.train",
@@ -26,6 +26,7 @@ COMMANDS = {
     "sensitivity": "sweeps.cli.sensitivity",
     "report": "sweeps.cli.report",
     "server": "sweeps.cli.server",
+    "tracking-user": "sweeps.cli.tracking_user",
     "submit": "sweeps.cli.jobs",
     "status": "sweeps.cli.jobs",
     "logs": "sweeps.cli.jobs",
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args._main(args) or 0
     except (UserError, ConfigError, DataError, ModelFileError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
+from sweeps import tracking
 from sweeps.cli import run
 from sweeps.cli.options import overrides_from_args
 from sweeps.cli.sweep import STORAGE_ENV, load, sweep_name
@@ -26,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     command = parser.prog.split()[-1]
     parser.description = DESCRIPTIONS[command]
     parser.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS", "http://127.0.0.1:8265"),
-                        help="the cluster's dashboard, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, "
-                             "else http://127.0.0.1:8265 as forwarded by `ray dashboard cluster.yaml`)")
+                        help="the cluster's dashboard (default: $RAY_API_SERVER_ADDRESS, else http://127.0.0.1:8265 "
+                             "as forwarded by `ray dashboard cluster.yaml`; never plain http across a network)")
     if command == "submit":  # the job runs `sweeps run`: the same options, checked here first
         parser.add_argument("--storage", default=os.environ.get(STORAGE_ENV),
                             help=f"directory on storage every node shares for Tune's state and checkpoints "
@@ -64,6 +65,15 @@ def submit(args: argparse.Namespace) -> int:
         raise UserError(f"{args.space}: the space file must be inside {REPO_ROOT}, which the job ships")
     if args.storage and not os.path.isabs(args.storage):
         raise UserError(f"--storage {args.storage!r}: give an absolute path, as the cluster's nodes mount it")
+    env = {STORAGE_ENV: args.storage} if args.storage else {}
+    if args.tracking_uri:
+        # A user:password goes to the job's environment: the entrypoint is shown by `status`,
+        # the dashboard and `ps` on the head.
+        try:
+            args.tracking_uri, credentials = tracking.split_credentials(tracking.check_uri(args.tracking_uri))
+        except ValueError as err:
+            raise UserError(str(err)) from err
+        env.update(credentials)
     name = sweep_name(args.space, args.name)
     jobs = Jobs(args.address)
     submission_id, earlier = jobs.next_job(name)
@@ -73,7 +83,7 @@ def submit(args: argparse.Namespace) -> int:
     # Whether the sweep starts or resumes is decided on the cluster, from its own folder.
     arguments = ["run", str(space.relative_to(REPO_ROOT)), "--name", name, "--resume-if-exists",
                  *_forwarded(args, skip={"space", "name", "resume_if_exists"})]
-    job_id = jobs.submit(name, submission_id, arguments, {STORAGE_ENV: args.storage} if args.storage else {})
+    job_id = jobs.submit(name, submission_id, arguments, env)
     print(job_id)
     print(f"follow it: python -m sweeps logs {job_id} --follow --address {args.address}")
     return 0

@@ -39,7 +39,7 @@ def resume_claimed(name: str, tracking_uri: str | None) -> int:
                         "run it again under a new --name")
     if tracking_uri:
         try:
-            record["tracking_uri"] = tracking.check_uri(tracking_uri)
+            record["tracking_uri"] = tracking.use_credentials(tracking.check_uri(tracking_uri))
         except ValueError as err:
             raise UserError(str(err)) from err
     return execute(record, load(str(results / SPACE_COPY)), restore=True)

@@ -20,7 +20,7 @@ from sweeps import tracking
 from sweeps.cli import resume
 from sweeps.cli.options import add_config_options, add_tracking_option, option_for, overrides_from_args
 from sweeps.cli.sweep import RECORD_FILE, claim, execute, load, refuse_existing, results_dir, sweep_name
-from sweeps.errors import UserError
+from sweeps.errors import UserError, redact
 from sweeps.space import SearchSpace, SpaceError
 
 DATA_SOURCES = ("data.name", "data.train", "data.valid", "data.test")
@@ -73,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
               # As trials resolve it: --epochs, the space's, else the corpus profile's default.
               "epochs": probe_config.train.max_epochs,
               "seed": int(overrides.get("seed", 0)), "tracking_uri": uri, "mlflow_root": os.getcwd(),
-              "results": str(results), "command": " ".join(["python -m sweeps", *sys.argv[1:]])}
+              "results": str(results), "command": redact(" ".join(["python -m sweeps", *sys.argv[1:]]))}
     with claim(name):
         # Decided again here, now that no other driver can be starting it.
         if args.resume_if_exists and (results / RECORD_FILE).exists():
@@ -127,6 +127,6 @@ def _positive(value, default, option: str, kind: type):
 def _explicit_uri(uri: str | None) -> str | None:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     try:
-        return tracking.check_uri(uri) if uri else None
+        return tracking.use_credentials(tracking.check_uri(uri)) if uri else None
     except ValueError as err:
         raise UserError(str(err)) from err

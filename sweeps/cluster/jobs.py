@@ -18,7 +18,7 @@ import shlex
 import time
 from pathlib import Path
 
-from sweeps.errors import UserError
+from sweeps.errors import UserError, redact
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXCLUDES = [".venv", ".cache", "mlartifacts", "mlflow.db", "sweep_results", "runs", "docs/results", ".git",
@@ -32,7 +32,8 @@ STOP_ENV = {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": "60"}
 
 
 class Jobs:
-    """The Ray Jobs of the cluster whose dashboard is at ADDRESS (http://HEAD:8265)."""
+    """The Ray Jobs of the cluster whose dashboard is at ADDRESS (http://127.0.0.1:8265 through
+    `ray dashboard cluster.yaml`)."""
 
     def __init__(self, address: str):
         from ray.job_submission import JobSubmissionClient
@@ -80,7 +81,7 @@ class Jobs:
         info = self._call(job, self.client.get_job_info)
         lines = [f"job {job}: {info.status.value}" + (f" (sweep {info.metadata[SWEEP_KEY]})"
                                                       if SWEEP_KEY in (info.metadata or {}) else ""),
-                 f"  entrypoint: {info.entrypoint}"]
+                 f"  entrypoint: {redact(info.entrypoint)}"]
         if info.start_time:
             lines.append(f"  started:    {_clock(info.start_time)}")
         if info.end_time:

@@ -1,13 +1,14 @@
 """MLflow: the only code of the project that imports it.
 
 Owns the tracking server (`server`: a local one over ./mlflow.db, or the user's; every
-write goes through a server, never to SQLite directly), the write side the engine uses
+write goes through a server, never to SQLite directly) and its users (`users`: the one a
+cluster's sweeps write with), the write side the engine uses
 (`sweep_run`: a sweep's experiment and parent run; `trial_run`: each trial's child run)
 and the read side the analysis uses (`store`). MLflow is imported lazily, inside the
 calls, so that a command refuses bad input before it loads. Imports PyYAML and
 matplotlib besides; of sweeps only `errors`.
 """
-from sweeps.tracking.client import check_access
+from sweeps.tracking.client import CREDENTIALS, check_access, split_credentials, use_credentials
 from sweeps.tracking.server import (ARTIFACTS_DIR, DB_FILE, Server, TrackingError, check_uri, free_port,
                                     local_server, server_command, server_environment)
 from sweeps.tracking.store import Store, Sweep, TrialRecord, open_store
@@ -15,11 +16,13 @@ from sweeps.tracking.sweep_run import (EXPERIMENT_KIND, PARENT_TAG, TRIAL_TAG, d
                                        load_runs, reopen_run, start_sweep_run, supersede_sweep_run, ui_link)
 from sweeps.tracking.trial_run import (CONFIG_ARTIFACT, DIVERGED, OUTCOME_STATUS, TrialRun, close_trial_run,
                                        flatten)
+from sweeps.tracking.users import set_user
 
 __all__ = [
     # the server
     "ARTIFACTS_DIR", "DB_FILE", "Server", "TrackingError", "check_uri", "free_port", "local_server",
-    "server_command", "server_environment", "check_access",
+    "server_command", "server_environment", "check_access", "CREDENTIALS", "split_credentials", "use_credentials",
+    "set_user",
     # the write side
     "EXPERIMENT_KIND", "PARENT_TAG", "TRIAL_TAG", "delete_lost_runs", "finish_sweep_run", "load_runs",
     "reopen_run", "start_sweep_run", "supersede_sweep_run", "ui_link", "CONFIG_ARTIFACT", "DIVERGED", "OUTCOME_STATUS", "TrialRun", "close_trial_run",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import urllib.parse
 
 from sweeps.tracking.server import TrackingError
 
@@ -15,6 +16,27 @@ GPU for nothing. With these a call to a server that is down fails in seconds: a 
 what the server missed and writes it once the server is back (TrialRun.log_epochs), the
 driver closes runs again at the end (engine.tuner). Each is the default only: the
 environment may set its own."""
+
+
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+"""Where MLflow's client reads the user and password of a basic-auth server."""
+
+
+def split_credentials(uri: str) -> tuple[str, dict[str, str]]:
+    """URI without its user:password, and those as the environment variables MLflow reads
+    (none if it has none): a URI is recorded, printed and handed to every trial."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri, {}
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return bare, dict(zip(CREDENTIALS, map(urllib.parse.unquote, (parts.username, parts.password))))
+
+
+def use_credentials(uri: str) -> str:
+    """URI without its user:password, which this process (and the processes it starts) then uses."""
+    bare, credentials = split_credentials(uri)
+    os.environ.update(credentials)
+    return bare
 
 
 def connect(uri: str):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from sweeps.errors import UserError
-from sweeps.tracking.client import connect
+from sweeps.tracking.client import connect, use_credentials
 from sweeps.tracking.server import DB_FILE, TrackingError, local_server
 from sweeps.tracking.sweep_run import PARENT_TAG, SPACE_DIR, TRIAL_TAG
 
@@ -52,7 +52,7 @@ def open_store(uri: str | None) -> Iterator["Store"]:
     the store `run` writes by default, kept up for the duration of the command."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
-        yield Store(uri)
+        yield Store(use_credentials(uri))
         return
     if not os.path.exists(DB_FILE):
         raise UserError(f"no ./{DB_FILE} here: run from the directory the sweep ran in, "
