@@ -4,7 +4,7 @@ once per sweep, and what two trials at a time gain on this machine.
     python benchmarks/sweep_overhead.py [--epochs 3] [--trials 4] [--sentences 20000]
 
 Runs, in this order: the trials' configurations trained by `models.train` in a loop in one
-process (each training timed on its own); a one-trial sweep; an N-trial sweep one trial at a
+process, writing the files `sweeps train --out` writes (each training timed on its own); a one-trial sweep; an N-trial sweep one trial at a
 time; the same N trials two at a time. Every sweep is a real `sweeps run` process writing to
 one MLflow server started here (its start-up is not counted; Ray's is). A sweep's time is
 split into a fixed part (Ray's start-up, the driver's set-up and summary: paid once per
@@ -35,13 +35,14 @@ from models.config import set_dotted
 from sweeps import tracking
 
 DIRECT_LOOP = """
-import json, sys, time
+import json, sys, tempfile, time
 import models
 configs = json.loads(sys.argv[1])
 times = []
 for config in configs:
     start = time.perf_counter()
-    models.train(config)
+    with tempfile.TemporaryDirectory() as out:  # as `sweeps train --out`: the model and text files too
+        models.train(config, out_dir=out)
     times.append(time.perf_counter() - start)
 print(json.dumps(times))
 """
@@ -122,7 +123,8 @@ def main() -> None:
     load_after = os.getloadavg()[0]
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, torch {torch.__version__}, "
           f"ray {ray.__version__}; 1 torch thread per trial; load average before {load_before:.1f}, "
-          f"after {load_after:.1f} ({'quiet' if max(load_before, load_after) < 0.5 else 'not quiet'})")
+          f"after {load_after:.1f}, which this benchmark's own work raises "
+          f"({'quiet' if load_before < 0.5 else 'not quiet'} before it started)")
     print(f"trials: synthetic profile, {args.sentences} sentences, {args.epochs} epochs, seeds 0..{args.trials - 1}\n")
     print("| measure | value |\n|---|---|")
     print(f"| one training by `models.train`, mean of {args.trials} (s) | {per_trial_direct:.1f} |")

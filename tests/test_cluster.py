@@ -413,7 +413,7 @@ def test_cluster_yaml_is_a_valid_launcher_config_for_this_project():
 
     # Secrets: every node gets cluster.env (file_mounts reach the workers); the head's own are
     # made on the head, in the file its tracking server reads, and no command of a worker reads it.
-    unit = _unit(REPO / "cluster" / "sweeps-mlflow.service")
+    unit = _unit(REPO / "sweeps" / "cluster" / "sweeps-mlflow.service")
     head_env = unit["Service"]["EnvironmentFile"]
     assert head_env == "/etc/sweeps/head.env"
     assert not [m for m in config["file_mounts"].items() if head_env in m[0] or "head.env" in m[1]]
@@ -433,7 +433,7 @@ def test_cluster_yaml_is_a_valid_launcher_config_for_this_project():
 
     # The tracking server: a systemd service installed on the head, restarted when it fails,
     # basic auth, its SQLite database on the head's disk (never NFS), its artifacts shared.
-    assert any("cluster/sweeps-mlflow.service" in c and "systemctl enable sweeps-mlflow" in c
+    assert any("sweeps/cluster/sweeps-mlflow.service" in c and "systemctl enable sweeps-mlflow" in c
                for c in config["head_setup_commands"])
     assert "sudo systemctl restart sweeps-mlflow" in config["head_start_ray_commands"]
     service = unit["Service"]
@@ -454,7 +454,7 @@ def test_tracking_server_unit_passes_systemds_own_check(tmp_path):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed here")
-    text = (REPO / "cluster" / "sweeps-mlflow.service").read_text()
+    text = (REPO / "sweeps" / "cluster" / "sweeps-mlflow.service").read_text()
     # As cluster.yaml's head setup fills it in: this user, this Python.
     unit = tmp_path / "sweeps-mlflow.service"
     unit.write_text(text.replace("@USER@", pwd.getpwuid(os.getuid()).pw_name).replace("@PYTHON@", sys.executable))
