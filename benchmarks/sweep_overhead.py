@@ -4,16 +4,20 @@ once per sweep, and what two trials at a time gain on this machine.
     python benchmarks/sweep_overhead.py [--epochs 3] [--trials 4] [--sentences 20000]
 
 Runs, in this order: the trials' configurations trained by `models.train` in a loop in one
-process, writing the files `sweeps train --out` writes (each training timed on its own); a one-trial sweep; an N-trial sweep one trial at a
-time; the same N trials two at a time. Every sweep is a real `sweeps run` process writing to
+process, writing the files `sweeps train --out` writes (each training timed on its own); a
+one-trial sweep; an N-trial sweep one trial at a time; the same N trials two at a time. Every sweep is a real `sweeps run` process writing to
 one MLflow server started here (its start-up is not counted; Ray's is). A sweep's time is
 split into a fixed part (Ray's start-up, the driver's set-up and summary: paid once per
 sweep, whatever its length) and a per-trial part, from the one-trial and N-trial sweeps:
 
     per trial in a sweep = (T_N − T_1) / (N − 1),   fixed = T_1 − per trial in a sweep
 
-and the per-trial overhead is that per-trial time over the direct training's. Prints a
-markdown table headed by the machine, versions, threads and load average (quiet or not).
+and the per-trial overhead is that per-trial time over the direct training's. That difference
+also holds how fast the epochs themselves ran in each process, which varies by several per
+cent between processes; the second estimate takes the epochs out: the time a trial spends
+outside its epochs in the sweep (MLflow's timestamps) less the time the direct training
+spends outside its epochs, over the direct training's. Prints a markdown table headed by
+the machine, versions, threads and load average (quiet or not).
 """
 from __future__ import annotations
 
@@ -42,8 +46,8 @@ times = []
 for config in configs:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:  # as `sweeps train --out`: the model and text files too
-        models.train(config, out_dir=out)
-    times.append(time.perf_counter() - start)
+        result = models.train(config, out_dir=out)
+    times.append([time.perf_counter() - start, result["wall_time"]])  # whole, the epochs' part
 print(json.dumps(times))
 """
 
@@ -67,12 +71,14 @@ def phases(uri: str, name: str) -> dict[str, float]:
     created (Tune and the trial's own start), from creation to the first epoch's metrics less
     that epoch's training, the epochs' reporting (checkpoint, Tune, MLflow) less their
     training, and from the last epoch to the run's end (test evaluation, which the direct
-    training does too, the files and the curves)."""
+    training does too, the files and the curves); and the epochs' own time (training and
+    validation) with, per trial, everything else."""
     client = tracking.Store(uri).client
     experiment = client.get_experiment_by_name(name)
     runs = sorted((r for r in client.search_runs([experiment.experiment_id]) if tracking.PARENT_TAG in r.data.tags),
                   key=lambda r: r.info.start_time)
-    out = {"between trials": [], "start-up": [], "reporting, per epoch": [], "after the last epoch": []}
+    out = {"between trials": [], "start-up": [], "reporting, per epoch": [], "after the last epoch": [],
+           "the epochs (training, validation)": [], "per trial, all but the epochs": []}
     for before, run in zip([None, *runs], runs):
         epochs = {m.step: m.timestamp for m in client.get_metric_history(run.info.run_id, "val/neg_elbo")}
         trained = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "epoch_time")}
@@ -82,6 +88,12 @@ def phases(uri: str, name: str) -> dict[str, float]:
         out["start-up"].append((epochs[steps[0]] - run.info.start_time) / 1000 - trained[steps[0]])
         out["reporting, per epoch"] += [(epochs[b] - epochs[a]) / 1000 - trained[b] for a, b in zip(steps, steps[1:])]
         out["after the last epoch"].append((run.info.end_time - epochs[steps[-1]]) / 1000)
+        out["the epochs (training, validation)"].append(sum(trained.values()))
+        out["per trial, all but the epochs"].append((run.info.end_time - run.info.start_time) / 1000
+                                                    - sum(trained.values()))
+    if out["between trials"]:  # the first trial's start is in the sweep's fixed cost
+        out["per trial, all but the epochs"] = [v + statistics.mean(out["between trials"])
+                                                for v in out["per trial, all but the epochs"]]
     return {k: statistics.mean(v) for k, v in out.items() if v}
 
 
@@ -102,7 +114,7 @@ def main() -> None:
                  "threads": 1, "data.cache_dir": os.path.join(work, "cache")}
         configs = [nested({**fixed, "train.max_epochs": args.epochs, "seed": seed}) for seed in range(args.trials)]
         _, out = timed([sys.executable, "-c", DIRECT_LOOP, json.dumps(configs)], work)
-        direct = json.loads(out.strip().splitlines()[-1])
+        direct, direct_epochs = zip(*json.loads(out.strip().splitlines()[-1]))
 
         def sweep(name: str, trials: int, concurrent: int) -> float:
             space = os.path.join(work, f"{name}.yaml")
@@ -118,6 +130,8 @@ def main() -> None:
         parallel = sweep("parallel", args.trials, 2)
         where = phases(uri, "serial")
     per_trial_direct = statistics.mean(direct)
+    outside_direct = per_trial_direct - statistics.mean(direct_epochs)
+    outside_sweep = where["per trial, all but the epochs"]
     per_trial_sweep = (serial - one) / (args.trials - 1)
     fixed_cost = one - per_trial_sweep
     load_after = os.getloadavg()[0]
@@ -129,7 +143,11 @@ def main() -> None:
     print("| measure | value |\n|---|---|")
     print(f"| one training by `models.train`, mean of {args.trials} (s) | {per_trial_direct:.1f} |")
     print(f"| one trial in a sweep, (T_{args.trials} − T_1) / {args.trials - 1} (s) | {per_trial_sweep:.1f} |")
-    print(f"| **per-trial overhead of Tune + MLflow + checkpoints** | {per_trial_sweep / per_trial_direct - 1:.1%} |")
+    print(f"| per-trial overhead, difference of sweeps over the training | {per_trial_sweep / per_trial_direct - 1:.1%} |")
+    print(f"| one training by `models.train`: all but the epochs (set-up, test, files) (s) | {outside_direct:.1f} |")
+    print(f"| one trial in a sweep: all but the epochs, from MLflow (s) | {outside_sweep:.1f} |")
+    print(f"| **per-trial overhead of Tune + MLflow + checkpoints**, outside the epochs, over the training | "
+          f"{(outside_sweep - outside_direct) / per_trial_direct:.1%} |")
     print(f"| fixed cost of a sweep: Ray start-up, driver set-up and summary (s) | {fixed_cost:.1f} |")
     print(f"| {args.trials}-trial sweep, 1 at a time, against {args.trials} trainings (s) | "
           f"{serial:.1f} vs {sum(direct):.1f} ({serial / sum(direct) - 1:+.0%}) |")

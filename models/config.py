@@ -114,7 +114,8 @@ class EvalConfig:
     """Memory of one evaluation pass of the decoder (IW-NLL, −ELBO, the posterior mean space), in
     MiB: as many (sentence, sample) rows as keep the LSTM's gates and the logits (rows × length ×
     vocabulary) within it, in reused buffers. Changes speed and memory, never a value (beyond
-    float rounding). None: 2 on a CPU (cache-sized; larger passes run slower there), 256 on a GPU."""
+    float rounding). None: 2 per torch thread on a CPU (cache-sized; larger passes run slower
+    there), 256 on a GPU."""
     mi_samples: int = 1
     """Samples per sentence for the MI estimate (He et al. Eq. 5)."""
     au_threshold: float = 0.01

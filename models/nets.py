@@ -187,8 +187,9 @@ class Decoder(nn.Module):
 
 
 DEFAULT_PASS_MIB = {"cpu": 2.0, "cuda": 256.0}
-"""An evaluation pass's memory when none is set: on a CPU, little enough to stay in cache (larger
-passes run slower there); on a GPU, enough to keep it busy."""
+"""An evaluation pass's memory when none is set: on a CPU, per torch thread, little enough to
+stay in each core's cache (docs/benchmarks.md: 2 MiB was fastest with 1 thread, 4 with 2;
+larger passes run slower); on a GPU, enough to keep it busy."""
 
 
 def pass_sizes(positions: int, lstm: nn.LSTM, vocab: int, pass_mib: float | None,
@@ -198,6 +199,8 @@ def pass_sizes(positions: int, lstm: nn.LSTM, vocab: int, pass_mib: float | None
     × max(input, 4H)) and the logits with their log-softmax (2 × positions × V)."""
     if pass_mib is None:
         pass_mib = DEFAULT_PASS_MIB.get(device.type, DEFAULT_PASS_MIB["cuda"])
+        if device.type == "cpu":
+            pass_mib *= torch.get_num_threads()
     floats = int(pass_mib * 2 ** 20) // 4
     width = max(lstm.input_size, 4 * lstm.hidden_size)
     return max(1, floats // (positions * width)), max(1, floats // (2 * vocab))

@@ -11,7 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from models import metrics as M
 from models.config import EvalConfig, ModelConfig
 from models.data import Split
-from models.nets import IGNORE, LSTMLM, TargetLogProb, TextVAE, padding_mask, pass_sizes
+from models.nets import DEFAULT_PASS_MIB, IGNORE, LSTMLM, TargetLogProb, TextVAE, padding_mask, pass_sizes
 from models.plots import plot_posterior_mean_space
 
 VOCAB = 7
@@ -171,6 +171,14 @@ def test_neither_pass_size_memory_budget_nor_batch_size_changes_the_iw_estimate(
     model, split = tiny_model(latent_dim=2), random_split(12)
     # 1e-4 MiB: one (sentence, sample) row per LSTM pass, one position per vocabulary pass.
     assert pass_sizes(5, model.decoder.lstm, VOCAB, 1e-4, CPU) == (1, 1)
+    threads = torch.get_num_threads()
+    try:  # the CPU default is per thread: each core's cache holds its share of a pass
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            assert pass_sizes(5, model.decoder.lstm, VOCAB, None, CPU) == pass_sizes(
+                5, model.decoder.lstm, VOCAB, count * DEFAULT_PASS_MIB["cpu"], CPU)
+    finally:
+        torch.set_num_threads(threads)
     settings = [(50, 12, None), (7, 12, None), (7, 5, None), (50, 12, 1e-4), (50, 5, 0.01)]
     values = [M.iw_nll(model, split, samples=50, samples_per_pass=per_pass, batch_size=batch, pass_mib=mib,
                        device=CPU, generator=gen(3))["nll"] for per_pass, batch, mib in settings]
