@@ -1,7 +1,14 @@
 """Credentials are never shown, logged or recorded: `redact` on the text that leaves a command,
-and a tracking URI's user:password moved into the environment MLflow reads."""
+and a tracking URI's user:password moved into the environment MLflow reads; the TLS settings
+MLflow's client takes from the environment hold for our own calls too."""
+import http.server
+import ssl
+import subprocess
+import threading
+
 import pytest
 
+from sweeps import tracking
 from sweeps.errors import redact
 from sweeps.tracking import split_credentials
 
@@ -40,3 +47,41 @@ def test_a_uris_credentials_become_mlflows_environment_variables():
     assert env == {"MLFLOW_TRACKING_USERNAME": "sweeps", "MLFLOW_TRACKING_PASSWORD": "p@ss/w:"}
     assert split_credentials("http://10.0.0.5:5000") == ("http://10.0.0.5:5000", {})
     assert split_credentials("http://sweeps@10.0.0.5:5000") == ("http://sweeps@10.0.0.5:5000", {})
+
+
+@pytest.fixture
+def https_health(tmp_path):
+    """A real HTTPS endpoint answering /health, with a self-signed certificate for 127.0.0.1."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{httpd.server_address[1]}", cert
+    httpd.shutdown()
+
+
+def test_health_wait_trusts_the_ca_mlflow_is_told_of(https_health, monkeypatch):
+    uri, cert = https_health
+    monkeypatch.delenv("MLFLOW_TRACKING_SERVER_CERT_PATH", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_INSECURE_TLS", raising=False)
+    with pytest.raises(tracking.TrackingError, match="CERTIFICATE_VERIFY_FAILED"):
+        tracking.Server(uri, timeout=2).ready()
+    monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(cert))  # a private CA, as for MLflow's client
+    assert tracking.Server(uri, timeout=10).ready() == uri
+    monkeypatch.delenv("MLFLOW_TRACKING_SERVER_CERT_PATH")
+    monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
+    assert tracking.Server(uri, timeout=10).ready() == uri

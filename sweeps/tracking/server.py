@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -61,6 +62,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def tls_context() -> ssl.SSLContext | None:
+    """The TLS settings MLflow's client takes from the environment, for our own calls too: a
+    server behind a private CA (MLFLOW_TRACKING_SERVER_CERT_PATH) or with verification off
+    (MLFLOW_TRACKING_INSECURE_TLS=true); None: the system's CAs."""
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        return ssl._create_unverified_context()
+    bundle = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
+    return ssl.create_default_context(cafile=bundle) if bundle else None
+
+
 class Server:
     """A tracking server: `ready()` waits until it answers and returns its URI.
 
@@ -80,7 +91,7 @@ class Server:
             if time.monotonic() > deadline:
                 raise TrackingError(f"tracking server {self.uri} not healthy after {self.timeout:.0f}s ({why})")
             try:  # /health needs no credentials, also under basic auth
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=5) as resp:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=5, context=tls_context()) as resp:
                     self.healthy = resp.status == 200
             except OSError as err:
                 why = str(getattr(err, "reason", err))
