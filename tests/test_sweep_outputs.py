@@ -19,7 +19,7 @@ NAME = "outputs"
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, mlflow_server, local_ray):
-    """The sweep's directory: 3 trials of 1 epoch, one at a time (all complete: no ASHA rung)."""
+    """The sweep's directory: 3 trials of 1 epoch, one at a time (all complete: no halving rung)."""
     tmp = tmp_path_factory.mktemp("outputs")
     space = write_space(tmp / "outputs.yaml", LR, trials=3, epochs=1, max_concurrent=1)
     cwd = os.getcwd()

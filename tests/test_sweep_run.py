@@ -89,13 +89,13 @@ def test_sweep_logs_parent_run_and_one_child_run_per_trial(tmp_path, monkeypatch
     assert "completed" in outcomes  # the first trial at a rung is never stopped
 
 
-def test_trials_stopped_by_asha_reach_optuna_as_pruned(tmp_path, mlflow_server, local_ray):
+def test_trials_stopped_by_halving_reach_optuna_as_pruned(tmp_path, mlflow_server, local_ray):
     space = load_space(write_space(tmp_path / "asha.yaml",
                                    {"train.lr": {"type": "float", "low": 0.001, "high": 1.0, "log": True}},
                                    epochs=4))
     experiment_id, parent = tracking.start_sweep_run(mlflow_server, "asha", {}, {}, space.path)
     ctx = engine.TrialContext(space, {"threads": 1}, mlflow_server, experiment_id, parent)
-    # One trial at a time with a seeded sampler: ASHA's decisions are reproducible.
+    # One trial at a time with a seeded sampler: halving's decisions are reproducible.
     rows = engine.fit(ctx, "asha", str(tmp_path / "results"), trials=6, max_concurrent=1, cpus=1, gpus=0,
                       epochs=4, seed=0, asha=engine.Asha(grace_period=1, reduction_factor=2))
     study = engine.load_study(str(tmp_path / "results" / "asha"))
@@ -174,7 +174,7 @@ def test_a_settled_trial_reports_its_test_metrics_and_last_validation_again(tmp_
 def test_val_objectives_reach_optuna_with_the_last_validation(tmp_path, monkeypatch, capsys, mlflow_server,
                                                                local_ray):
     monkeypatch.chdir(tmp_path)
-    # A grid: no ASHA, so every trial trains to the end and must reach Optuna as COMPLETE.
+    # A grid: no halving, so every trial trains to the end and must reach Optuna as COMPLETE.
     space = write_space(tmp_path / "val.yaml", {"train.lr": {"type": "categorical", "choices": [0.5, 1.0]}},
                         sampler="grid", trials=2, epochs=2, max_concurrent=2,
                         objectives=[{"metric": "test/nll", "mode": "min"}, {"metric": "val/neg_elbo", "mode": "min"}])

@@ -82,7 +82,7 @@ class Progress:
         return min(1.0, units / (self.total * self.epochs))
 
     def eta(self, rows: Sequence[TrialRow]) -> float | None:
-        """Seconds left at this session's pace; an upper bound, as ASHA and early stopping
+        """Seconds left at this session's pace; an upper bound, as halving and early stopping
         end trials before their budget."""
         done = self.work_done(rows)
         if self.start_work is None:  # a resumed sweep starts with work already done

@@ -1,4 +1,4 @@
-"""Proposing and stopping trials: Optuna's samplers behind Ray's OptunaSearch, and ASHA.
+"""Proposing and stopping trials: Optuna's samplers behind Ray's OptunaSearch, and successive halving.
 
 Optuna proposes (TPE, multi-objective over the space's objectives; or a grid), a
 ConcurrencyLimiter bounds trials in flight, and successive halving (ASHA's rungs, on every
@@ -39,7 +39,7 @@ class ParetoSafeOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna COMPLETE only for trials that trained to the end.
 
     Ray's OptunaSearch tells a trial COMPLETE with whatever its last result holds. A trial
-    ASHA stopped early ends on a per-epoch result: told as complete, its truncated (or
+    halving stopped early ends on a per-epoch result: told as complete, its truncated (or
     missing) objectives would enter TPE's model and the Pareto front. It is PRUNED; a trial
     that diverged is FAIL. The trainable marks the end of training with trial_status.
     """

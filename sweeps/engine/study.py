@@ -2,7 +2,7 @@
 
 `sweep_results/NAME/optuna.db` (SQLite, Optuna's RDB storage) holds one study named after
 the sweep, with every finished trial: its sampled values and their distributions, its state
-(COMPLETE with the objectives' values, PRUNED when ASHA stopped it, FAIL) and its Tune trial
+(COMPLETE with the objectives' values, PRUNED when halving stopped it, FAIL) and its Tune trial
 id as the user attribute `tune_trial_id`. `optuna.load_study(study_name=NAME,
 storage="sqlite:///sweep_results/NAME/optuna.db")` and `optuna-dashboard` open it without
 this project.

@@ -134,5 +134,5 @@ def _placement(config: dict) -> dict[str, str]:
 
 def _report_end(status: str, epoch: int, test: dict, reason: str = "") -> None:
     """A trial's last result: `trial_status` tells the searcher and the driver that the
-    trial ended by itself (a trial stopped by ASHA never reports one)."""
+    trial ended by itself (a trial stopped by halving never reports one)."""
     tune.report({**test, "epoch": epoch, "trial_status": status, **({"reason": reason} if reason else {})})

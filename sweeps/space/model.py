@@ -94,8 +94,9 @@ class SearchSpace:
     resources: Resources
     max_concurrent: int
     sampler: str = "tpe"
-    """tpe: Optuna's TPE with ASHA stopping; grid: every combination of the (categorical)
-    parameters once, each trained to the end (seed replicates, one-parameter studies)."""
+    """tpe: Optuna's TPE with successive halving (engine.halving); grid: every combination of
+    the (categorical) parameters once, each trained to the end (seed replicates, one-parameter
+    studies)."""
 
     def define_by_run(self, trial) -> dict:
         """Sample one trial's flat dotted values; only calls `trial.suggest_*`.

@@ -1,7 +1,7 @@
 """Each trial's child run: its config, per-epoch and test metrics, curves and outcome.
 
 A retried or resumed trial finds and continues its own run, so a trial has one run
-however often its process starts; a trial stopped from outside (ASHA, a lost node) has
+however often its process starts; a trial stopped from outside (halving, a lost node) has
 its run ended by the driver (close_trial_run).
 """
 from __future__ import annotations
