@@ -7,7 +7,7 @@ import torch
 
 import models
 from models.loop import Loop, step
-from models.nets import padding_mask
+from models.nets import Dropout, padding_mask
 from models.config import parse_config
 from tests.helpers import tiny_config
 
@@ -180,6 +180,25 @@ def test_step_is_the_optimizers_step_bit_for_bit(make):
         assert torch.equal(ours, theirs)
     assert not torch.equal(stepped[0][0], start[0]) and torch.equal(stepped[0][2], start[2])
     step(make([torch.nn.Parameter(torch.zeros(2))]))  # a group without gradients: nothing to do
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5])
+def test_cpu_dropout_keeps_one_minus_p_scaled_and_passes_gradients_through_the_mask(p):
+    x = torch.rand(200, 500) + 1.0  # no zeros, so a zero in the output is a dropped unit
+    x.requires_grad_(True)
+    drop = Dropout(p).train()
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.005  # 100k draws: ~5 standard errors
+    torch.testing.assert_close(y[kept], (x / (1 - p))[kept])
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / (1 - p))
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # seeded like torch's own dropout
+    assert torch.equal(drop.eval()(x), x)
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))  # torch's own edge cases
+    assert torch.equal(Dropout(0.0).train()(x), x)
 
 
 def test_evaluation_pass_budget_changes_no_metric(tmp_path):
