@@ -5,8 +5,10 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -234,6 +236,28 @@ def _wait_for_finished_trials(proc: subprocess.Popen, count: int, timeout: float
     raise AssertionError(f"no {count} finished trials in {timeout}s:\n{seen}")
 
 
+def _wait_for_interrupted_store(proc: subprocess.Popen, db: Path, ended: int, epochs: int, timeout: float) -> None:
+    """Poll the store (read-only, beside its server) until `ended` trial runs have ended while
+    another is running with some but not all of its `epochs` logged: Tune's "running" count includes trials whose
+    process has not created its run yet, so the progress line alone cannot say so."""
+    query = """SELECT r.status, (SELECT COUNT(*) FROM metrics m WHERE m.run_uuid = r.run_uuid
+                                 AND m.key = 'val/neg_elbo')
+               FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = ?"""
+    output: list[str] = []  # drained, so that the driver never blocks on a full pipe
+    threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"sweep exited early:\n{''.join(output)}"
+        with contextlib.suppress(sqlite3.Error):
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+                rows = con.execute(query, (tracking.TRIAL_TAG,)).fetchall()
+            if (sum(status != "RUNNING" for status, _ in rows) >= ended
+                    and any(status == "RUNNING" and 0 < logged < epochs for status, logged in rows)):
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"no {ended} ended trials beside a running one in {timeout}s:\n{''.join(output)}")
+
+
 def _server_processes(db: Path) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():
@@ -264,7 +288,7 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, 
     # The embedded default: no --tracking-uri, so the sweep runs its own server over ./mlflow.db.
     proc = _driver(tmp_path, "run", space, "--name", "k", "--seed", "2")
     try:
-        _wait_for_finished_trials(proc, 2, timeout=240)
+        _wait_for_interrupted_store(proc, tmp_path / "mlflow.db", 2, epochs=3, timeout=240)
         proc.send_signal(signal.SIGKILL)  # the driver only: Ray and the MLflow server must notice
         proc.wait()
         deadline = time.monotonic() + 30
