@@ -199,6 +199,8 @@ def test_cpu_dropout_keeps_one_minus_p_scaled_and_passes_gradients_through_the_m
     assert torch.equal(drop.eval()(x), x)
     assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))  # torch's own edge cases
     assert torch.equal(Dropout(0.0).train()(x), x)
+    target = x.detach().clone()
+    assert Dropout(p, inplace=True).train()(target).data_ptr() == target.data_ptr()  # as torch's
 
 
 def test_evaluation_pass_budget_changes_no_metric(tmp_path):
