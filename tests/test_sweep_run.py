@@ -238,8 +238,8 @@ def _wait_for_finished_trials(proc: subprocess.Popen, count: int, timeout: float
 
 def _wait_for_interrupted_store(proc: subprocess.Popen, db: Path, ended: int, epochs: int, timeout: float) -> None:
     """Poll the store (read-only, beside its server) until `ended` trial runs have ended while
-    another is running with some but not all of its `epochs` logged: Tune's "running" count includes trials whose
-    process has not created its run yet, so the progress line alone cannot say so."""
+    another is running with some but not all of its `epochs` logged: Tune's "running" count
+    includes trials whose process has not created its run yet, so the progress line cannot say so."""
     query = """SELECT r.status, (SELECT COUNT(*) FROM metrics m WHERE m.run_uuid = r.run_uuid
                                  AND m.key = 'val/neg_elbo')
                FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = ?"""
