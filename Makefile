@@ -4,13 +4,15 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU-only machine: take the CPU build of torch first, so the range in
 	# pyproject is already satisfied and no multi-GB CUDA build is pulled.
 	command -v nvidia-smi >/dev/null 2>&1 || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	# The versions the tests passed with (constraints.txt, as every cluster node installs):
+	# a fresh machine installs what CI ran, not whatever the registry released since.
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
