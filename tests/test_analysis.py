@@ -4,7 +4,10 @@ Against the session's real MLflow server: sweeps logged directly through trackin
 (the layout `run` writes) where exact values are needed, and one small real sweep
 (`sweeps run`, real Ray and Optuna) where the pieces must fit together.
 """
+import functools
+import http.server
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +188,28 @@ def test_without_a_tracking_uri_asks_for_the_sweep_directory(capsys, tmp_path, m
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     code, _, err = _cli(capsys, "trials", "known")
     assert code == 2 and "mlflow.db" in err
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # its request log would go to the command's stderr
+        pass
+
+
+@pytest.mark.parametrize("server", ["down", "not MLflow"])
+def test_a_tracking_server_that_fails_is_one_line(capsys, tmp_path, monkeypatch, server):
+    if server == "down":
+        monkeypatch.setattr(tracking.store, "GIVEN_SERVER_S", 1)  # refused at once; no need to wait 15 s
+        uri = f"http://127.0.0.1:{tracking.free_port()}"  # nothing listens there
+    else:  # another web service on the port: it answers /health, and 404 to MLflow's API
+        (tmp_path / "health").write_text("OK")
+        web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(tmp_path)))
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        uri = f"http://127.0.0.1:{web.server_port}"
+    for argv in (["trials", "known"], ["pareto", "known"], ["export-best", "known", "--out", str(tmp_path / "b.yaml")]):
+        code, _, err = _cli(capsys, *argv, "--tracking-uri", uri)
+        assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: tracking server {uri}"), err
+    if server != "down":
+        web.shutdown()
 
 
 def test_sensitivity_multi_objective_importances_and_slices(logged, tmp_path, capsys):

@@ -87,13 +87,9 @@ def refuse_existing(name: str) -> None:
                         f"`python -m sweeps resume {name}` or choose another --name")
 
 
-GIVEN_SERVER_S = 15
-"""How long a sweep waits for the tracking server it was given to answer, before Ray starts."""
-
-
 def _tracking(record: dict):
     if record["tracking_uri"]:
-        server = tracking.Server(record["tracking_uri"], timeout=GIVEN_SERVER_S)
+        server = tracking.Server(record["tracking_uri"], timeout=tracking.GIVEN_SERVER_S)
         # Before Ray starts: a wrong URI or wrong credentials is one line now, not every trial's error.
         tracking.check_access(server.ready())
         return contextlib.nullcontext(server)

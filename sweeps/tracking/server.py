@@ -27,6 +27,9 @@ START_FAILURE_S = 30
 START_S = 300
 """How long a local server may take to answer: its first start over a new ./mlflow.db runs
 MLflow's schema migrations, which took over 2 minutes on a busy 2-core machine."""
+GIVEN_SERVER_S = 15
+"""How long a command waits for a tracking server it was given (--tracking-uri) to answer:
+the user runs that one, so it is up or it is not."""
 
 
 class TrackingError(RuntimeError):

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from sweeps.errors import UserError
-from sweeps.tracking.client import connect, use_credentials
-from sweeps.tracking.server import DB_FILE, TrackingError, local_server
+from sweeps.tracking.client import connect, server_errors, use_credentials
+from sweeps.tracking.server import DB_FILE, GIVEN_SERVER_S, Server, TrackingError, local_server
 from sweeps.tracking.sweep_run import PARENT_TAG, SPACE_DIR, TRIAL_TAG
 
 ANALYSIS_DIR = "analysis"
@@ -49,17 +49,17 @@ class TrialRecord:
 @contextlib.contextmanager
 def open_store(uri: str | None) -> Iterator["Store"]:
     """The store at URI (or $MLFLOW_TRACKING_URI), else a local server over ./mlflow.db,
-    the store `run` writes by default, kept up for the duration of the command."""
+    the store `run` writes by default, kept up for the duration of the command. A server
+    that does not answer, refuses the credentials or fails a call is one line (UserError)."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        yield Store(use_credentials(uri))
-        return
-    if not os.path.exists(DB_FILE):
+    if not uri and not os.path.exists(DB_FILE):
         raise UserError(f"no ./{DB_FILE} here: run from the directory the sweep ran in, "
                         "or give --tracking-uri")
+    given = Server(use_credentials(uri), timeout=GIVEN_SERVER_S) if uri else None
     try:
-        with local_server(".") as server:
-            yield Store(server.ready())
+        with contextlib.nullcontext(given) if given else local_server(".") as server:
+            with server_errors(server.uri):
+                yield Store(server.ready())
     except TrackingError as err:
         raise UserError(str(err)) from err
 
