@@ -14,13 +14,10 @@ import contextlib
 import torch
 
 from models.data import BOS, EOS, PAD, Split, Vocab
+from models.files import RECONSTRUCTIONS, SAMPLES
 
 MAX_WORDS = 100
 """Words decoded before a sentence that has not ended is cut."""
-SAMPLES = 20
-"""Prior samples in samples.txt."""
-RECONSTRUCTIONS = 20
-"""Validation sentences (the first of the split, so the same for every trial) in reconstructions.txt."""
 
 
 @contextlib.contextmanager

@@ -21,19 +21,15 @@ import torch
 
 from models.config import Config, merge, parse_config, to_dict
 from models.data import Vocab
+from models.files import MODEL_FILE, ModelFileError
 from models.loop import Loop
 from models.methods import build_methods
 from models.nets import build_model
 
-MODEL_FILE = "model.pt"
 FORMAT = 1
 MAX_BYTES = 256 * 2**20
 """256 MiB. Float32 weights of the papers' sizes (models/profiles.py): synthetic corpus 0.8 MiB,
 PTB (10k words) 34 MiB, Yahoo and Yelp (1024-unit LSTMs, 20k words) 205 MiB."""
-
-
-class ModelFileError(ValueError):
-    """A model file is missing, unreadable, too large, or does not fit the model or corpus."""
 
 
 @dataclass

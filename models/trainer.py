@@ -8,10 +8,9 @@ from typing import Callable
 
 from models import generate, metrics, plots, saved
 from models.config import Config, parse_config, to_dict
+from models.files import MODEL_FILE, RECONSTRUCTIONS_FILE, SAMPLES_FILE
 from models.loop import EpochReport, Loop
 
-SAMPLES_FILE = "samples.txt"
-RECONSTRUCTIONS_FILE = "reconstructions.txt"
 PLOT_SENTENCES = 200
 """Test sentences in the posterior-mean-space plot (He et al. plot 500; each costs 4001 decodes)."""
 
@@ -58,7 +57,7 @@ def train(config: dict | Config | None = None,
 def _write_model_and_text(loop: Loop, out_dir: str) -> None:
     """The best model (test() loaded it) as a model file, and the text a person reads."""
     try:
-        saved.save_model(loop, os.path.join(out_dir, saved.MODEL_FILE))
+        saved.save_model(loop, os.path.join(out_dir, MODEL_FILE))
     except saved.ModelFileError as err:  # too large to share: the run itself is fine
         warnings.warn(f"{err}; no model file written", stacklevel=3)
     texts = {SAMPLES_FILE: generate.samples_text(loop.model, loop.corpus.vocab, seed=loop.cfg.seed)}

@@ -47,3 +47,15 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path):
     assert proc.returncode == 2 and "unknown method 'nope'" in proc.stderr
     proc = run_cli("train", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path))
     assert proc.returncode == 2 and "missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_commands_parse_and_refuse_bad_input_without_importing_torch_ray_or_mlflow(tmp_path):
+    """Seconds of imports (torch 2 s, Ray, MLflow, matplotlib) wait until a command needs them:
+    `status`, `--help` or a typo answer at once."""
+    heavy = ("torch", "ray", "mlflow", "matplotlib")
+    script = ("import sys\nfrom sweeps.cli import build_parser, main\nbuild_parser()\n"
+              f"code = main(['train', '--method', 'nope', '--out', {str(tmp_path)!r}])\n"
+              f"print(code, sorted(m for m in {heavy!r} if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.split("\n")[-2] == "2 []", proc.stdout + proc.stderr
+    assert "unknown method 'nope'" in proc.stderr

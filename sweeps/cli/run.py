@@ -15,7 +15,6 @@ import os
 import sys
 
 from models.config import parse_config
-from models.data import load_corpus
 from sweeps import tracking
 from sweeps.cli import resume
 from sweeps.cli.options import add_config_options, add_tracking_option, option_for, overrides_from_args
@@ -67,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
     uri = _explicit_uri(args.tracking_uri)
     probe_config = parse_config(probe)
     if not set(DATA_SOURCES) & set(space.searched()):  # else each trial reads its own, failing alone
+        from models.data import load_corpus  # torch, seconds: once the input is valid
         load_corpus(probe_config.data)  # tokenised once, into the cache the trials read
     record = {"name": name, "space_file": os.path.abspath(args.space), "overrides": overrides,
               "trials": trials, "max_concurrent": max_concurrent, "cpus": cpus, "gpus": gpus,

@@ -5,7 +5,7 @@ import argparse
 import tempfile
 
 import models
-from models.generate import SAMPLES
+from models.files import SAMPLES
 from sweeps.cli.options import add_model_argument, model_file
 from sweeps.errors import UserError
 
