@@ -10,7 +10,7 @@ from models.generate import decode, prior_z, reconstructions_text, samples_text
 from models.loop import Loop
 from models.saved import ModelFileError, init_weights, load_model, save_model
 from tests.helpers import tiny_config
-from tests.test_metrics import VOCAB, make_split, random_split, tiny_model
+from tests.test_metrics import VOCAB, random_split, tiny_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WORDS = Vocab(f"w{k}" for k in range(VOCAB - 4))
