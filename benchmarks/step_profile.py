@@ -27,6 +27,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import make_optimizers, train_step  # noqa: E402
+from machine import OtherLoad  # noqa: E402
 from train_throughput import build, header  # noqa: E402
 
 SHARED = {"oneDNN LSTM": ("aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward"), "matrix products": ("aten::mm",)}
@@ -125,10 +126,12 @@ def main() -> None:
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "vae-bench-cache"))
     args = parser.parse_args()
     args.device = "cpu"
+    load = OtherLoad()
     header(args)
     torch.set_num_threads(args.threads)
     profile_steps(args)
     time_lstms(args)
+    print(f"\n{load.line()}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ also holds how fast the epochs themselves ran in each process, which varies by s
 cent between processes; the second estimate takes the epochs out: the time a trial spends
 outside its epochs in the sweep (MLflow's timestamps) less the time the direct training
 spends outside its epochs, over the direct training's. Prints a markdown table headed by
-the machine, versions, threads and load average (quiet or not).
+the machine, versions, threads and the CPU time other processes took meanwhile (quiet or not).
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ import ray
 import torch
 import yaml
 
+from machine import OtherLoad  # benchmarks/machine.py, beside this script
 from models.config import set_dotted
 from sweeps import tracking
 
@@ -105,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.trials < 2:
         parser.error("--trials: at least 2 (the per-trial cost is the difference of two sweeps)")
-    load_before = os.getloadavg()[0]
+    load = OtherLoad()
     with tempfile.TemporaryDirectory() as work, tracking.local_server(work) as server:
         uri = server.ready()
         # He et al.'s synthetic profile (models/profiles.py), shortened; one torch thread per
@@ -134,11 +135,8 @@ def main() -> None:
     outside_sweep = where["per trial, all but the epochs"]
     per_trial_sweep = (serial - one) / (args.trials - 1)
     fixed_cost = one - per_trial_sweep
-    load_after = os.getloadavg()[0]
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, torch {torch.__version__}, "
-          f"ray {ray.__version__}; 1 torch thread per trial; load average before {load_before:.1f}, "
-          f"after {load_after:.1f}, which this benchmark's own work raises "
-          f"({'quiet' if load_before < 0.5 else 'not quiet'} before it started)")
+          f"ray {ray.__version__}; 1 torch thread per trial; {load.line()}")
     print(f"trials: synthetic profile, {args.sentences} sentences, {args.epochs} epochs, seeds 0..{args.trials - 1}\n")
     print("| measure | value |\n|---|---|")
     print(f"| one training by `models.train`, mean of {args.trials} (s) | {per_trial_direct:.1f} |")

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from models import metrics  # noqa: E402
 from models.config import parse_config  # noqa: E402
 from models.loop import Loop  # noqa: E402
+from machine import OtherLoad  # noqa: E402
 from reference import ReferenceVAE, make_optimizers, nll_iw, train_step  # noqa: E402
 
 K = 500  # importance samples, as in the papers
@@ -218,10 +219,8 @@ def bench_validation(args) -> None:
 def header(args) -> None:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"`python {' '.join(sys.argv)}`\n")
-    print(f"machine: {name}, {os.cpu_count()} CPUs; torch {torch.__version__}, {args.threads} threads; "
-          f"load average at start {load} ({'quiet' if os.getloadavg()[0] < 0.5 else 'NOT quiet: other jobs ran'})")
+    print(f"machine: {name}, {os.cpu_count()} CPUs; torch {torch.__version__}, {args.threads} threads")
 
 
 def main() -> None:
@@ -240,10 +239,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.probe:
         return run_probe(args)
+    load = OtherLoad()
     header(args)
     measures = {"train": bench_train, "iw": bench_iw, "validation": bench_validation}
     for name in args.only.split(","):
         measures[name](args)
+    print(f"\n{load.line()}")
 
 
 if __name__ == "__main__":
