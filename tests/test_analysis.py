@@ -198,7 +198,7 @@ class _QuietFiles(http.server.SimpleHTTPRequestHandler):
 @pytest.mark.parametrize("server", ["down", "not MLflow"])
 def test_a_tracking_server_that_fails_is_one_line(capsys, tmp_path, monkeypatch, server):
     if server == "down":
-        monkeypatch.setattr(tracking.store, "GIVEN_SERVER_S", 1)  # refused at once; no need to wait 15 s
+        monkeypatch.setattr(tracking.client, "GIVEN_SERVER_S", 1)  # refused at once; no need to wait 15 s
         uri = f"http://127.0.0.1:{tracking.free_port()}"  # nothing listens there
     else:  # another web service on the port: it answers /health, and 404 to MLflow's API
         (tmp_path / "health").write_text("OK")

@@ -87,19 +87,12 @@ def refuse_existing(name: str) -> None:
                         f"`python -m sweeps resume {name}` or choose another --name")
 
 
-def _tracking(record: dict):
-    if record["tracking_uri"]:
-        server = tracking.Server(record["tracking_uri"], timeout=tracking.GIVEN_SERVER_S)
-        # Before Ray starts: a wrong URI or wrong credentials is one line now, not every trial's error.
-        tracking.check_access(server.ready())
-        return contextlib.nullcontext(server)
-    return tracking.local_server(record["mlflow_root"])
-
-
 def execute(record: dict, space: SearchSpace, restore: bool) -> int:
     """Run or resume the sweep `record` describes; print and record its summary."""
     try:
-        with _tracking(record) as server:
+        # A given server is checked before Ray starts: a wrong URI or wrong credentials is one
+        # line now, not every trial's error.
+        with tracking.command_server(record["tracking_uri"], record["mlflow_root"]) as server:
             from sweeps import engine  # imports Ray while the server starts
             with engine.local_ray():
                 return _execute(record, space, restore, server.ready())

@@ -8,9 +8,9 @@ and the read side the analysis uses (`store`). MLflow is imported lazily, inside
 calls, so that a command refuses bad input before it loads. Imports PyYAML and
 matplotlib besides; of sweeps only `errors`.
 """
-from sweeps.tracking.client import CREDENTIALS, check_access, split_credentials, use_credentials
-from sweeps.tracking.server import (ARTIFACTS_DIR, DB_FILE, GIVEN_SERVER_S, Server, TrackingError, check_uri,
-                                    free_port, local_server, server_command, server_environment)
+from sweeps.tracking.client import CREDENTIALS, check_access, command_server, split_credentials, use_credentials
+from sweeps.tracking.server import (ARTIFACTS_DIR, DB_FILE, Server, TrackingError, check_uri, free_port,
+                                    local_server, server_command, server_environment)
 from sweeps.tracking.store import Store, Sweep, TrialRecord, open_store
 from sweeps.tracking.sweep_run import (EXPERIMENT_KIND, PARENT_TAG, TRIAL_TAG, delete_lost_runs, finish_sweep_run,
                                        load_runs, reopen_run, start_sweep_run, supersede_sweep_run, ui_link)
@@ -20,8 +20,9 @@ from sweeps.tracking.users import set_user
 
 __all__ = [
     # the server
-    "ARTIFACTS_DIR", "DB_FILE", "GIVEN_SERVER_S", "Server", "TrackingError", "check_uri", "free_port", "local_server",
-    "server_command", "server_environment", "check_access", "CREDENTIALS", "split_credentials", "use_credentials",
+    "ARTIFACTS_DIR", "DB_FILE", "Server", "TrackingError", "check_uri", "free_port", "local_server",
+    "server_command", "server_environment", "check_access", "command_server", "CREDENTIALS", "split_credentials",
+    "use_credentials",
     "set_user",
     # the write side
     "EXPERIMENT_KIND", "PARENT_TAG", "TRIAL_TAG", "delete_lost_runs", "finish_sweep_run", "load_runs",

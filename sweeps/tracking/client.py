@@ -6,7 +6,7 @@ import functools
 import os
 import urllib.parse
 
-from sweeps.tracking.server import TrackingError
+from sweeps.tracking.server import GIVEN_SERVER_S, Server, TrackingError, local_server
 
 HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
@@ -75,6 +75,17 @@ def check_access(uri: str) -> None:
     _TOKEN): a TrackingError now, in one line, rather than in every trial."""
     with server_errors(uri):
         connect(uri).search_experiments(max_results=1)
+
+
+def command_server(uri: str | None, root: str):
+    """The tracking server a command works through, as a context manager: URI's, once it
+    answers (GIVEN_SERVER_S) and takes the credentials (check_access: one line now, not an error
+    in every later call), else a local server over ROOT/mlflow.db (local_server)."""
+    if not uri:
+        return local_server(root)
+    server = Server(uri, timeout=GIVEN_SERVER_S)
+    check_access(server.ready())
+    return contextlib.nullcontext(server)
 
 
 def log_params(client, run_id: str, params: dict[str, str]) -> None:

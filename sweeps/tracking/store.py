@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from sweeps.errors import UserError
-from sweeps.tracking.client import connect, server_errors, use_credentials
-from sweeps.tracking.server import DB_FILE, GIVEN_SERVER_S, Server, TrackingError, local_server
+from sweeps.tracking.client import command_server, connect, server_errors, use_credentials
+from sweeps.tracking.server import DB_FILE, TrackingError
 from sweeps.tracking.sweep_run import PARENT_TAG, SPACE_DIR, TRIAL_TAG
 
 ANALYSIS_DIR = "analysis"
@@ -55,9 +55,8 @@ def open_store(uri: str | None) -> Iterator["Store"]:
     if not uri and not os.path.exists(DB_FILE):
         raise UserError(f"no ./{DB_FILE} here: run from the directory the sweep ran in, "
                         "or give --tracking-uri")
-    given = Server(use_credentials(uri), timeout=GIVEN_SERVER_S) if uri else None
     try:
-        with contextlib.nullcontext(given) if given else local_server(".") as server:
+        with command_server(use_credentials(uri) if uri else None, ".") as server:
             with server_errors(server.uri):
                 yield Store(server.ready())
     except TrackingError as err:
