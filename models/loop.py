@@ -42,6 +42,21 @@ class EpochReport:
         self.loop.save(path)
 
 
+@dataclass(frozen=True)
+class EvaluationProgress:
+    """What `on_test` receives as the test evaluation's IW-NLL passes each tenth of the split."""
+    sentences: int
+    """Test sentences scored so far."""
+    total: int
+    """Sentences in the test split."""
+    seconds: float
+    """Since the test evaluation began."""
+
+    @property
+    def fraction(self) -> float:
+        return self.sentences / self.total
+
+
 def step(optimizer: torch.optim.Optimizer) -> None:
     """`optimizer.step()`; plain SGD (no momentum, as every SGD here) as one foreach update per
     group: the same arithmetic without the optimizer's per-call bookkeeping, which costs a
@@ -274,12 +289,16 @@ class Loop:
                 return True
         return False
 
-    def test(self) -> dict[str, float]:
-        """Test metrics of the best model (the one the learning-rate schedule kept)."""
+    def test(self, on_test: Callable[[EvaluationProgress], None] | None = None) -> dict[str, float]:
+        """Test metrics of the best model (the one the learning-rate schedule kept); `on_test`
+        sees the IW-NLL's progress (`EvaluationProgress`)."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+        start = time.perf_counter()
+        progress = None if on_test is None else (
+            lambda scored, total: on_test(EvaluationProgress(scored, total, time.perf_counter() - start)))
         return M.evaluate(self.model, self.corpus.test, self.cfg.eval, batch_size=self.cfg.data.batch_size,
-                          device=self.device, generator=self.eval_generator(-1))
+                          device=self.device, generator=self.eval_generator(-1), on_progress=progress)
 
     # -- checkpoints --------------------------------------------------------------
     def save(self, path: str) -> None:

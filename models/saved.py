@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from models.config import Config, merge, parse_config, to_dict
 from models.data import Vocab
 from models.files import MODEL_FILE, ModelFileError
-from models.loop import Loop
+from models.loop import Loop, EvaluationProgress
 from models.methods import build_methods
 from models.nets import build_model
 
@@ -107,10 +108,12 @@ def _load_weights(model: torch.nn.Module, state_dict: dict, path: str) -> None:
         raise ModelFileError(f"{path}: its weights do not fit this model ({detail})") from None
 
 
-def evaluate_model(path: str, overrides: dict | None = None) -> dict[str, float]:
+def evaluate_model(path: str, overrides: dict | None = None,
+                   on_test: Callable[[EvaluationProgress], None] | None = None) -> dict[str, float]:
     """Test metrics of a model file on its own corpus, or on the one `overrides` (a nested
-    config dict, e.g. {"data": {"name": PREFIX}}) names: the metrics a trial reports."""
+    config dict, e.g. {"data": {"name": PREFIX}}) names: the metrics a trial reports.
+    `on_test` sees the evaluation's progress (`Loop.test`)."""
     config = merge(read_model_file(path)["config"], overrides or {})
     loop = Loop(parse_config(config))
     init_weights(loop, path)
-    return loop.test()
+    return loop.test(on_test)

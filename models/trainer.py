@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from typing import Callable
 
 from models import generate, metrics, plots, saved
 from models.config import Config, parse_config, to_dict
 from models.files import MODEL_FILE, RECONSTRUCTIONS_FILE, SAMPLES_FILE
-from models.loop import EpochReport, Loop
+from models.loop import EpochReport, EvaluationProgress, Loop
 
 PLOT_SENTENCES = 200
 """Test sentences in the posterior-mean-space plot (He et al. plot 500; each costs 4001 decodes)."""
@@ -17,11 +18,13 @@ PLOT_SENTENCES = 200
 
 def train(config: dict | Config | None = None,
           on_epoch: Callable[[EpochReport], bool | None] | None = None,
-          out_dir: str | None = None, resume_from: str | None = None, init_from: str | None = None) -> dict:
+          out_dir: str | None = None, resume_from: str | None = None, init_from: str | None = None,
+          on_test: Callable[[EvaluationProgress], None] | None = None) -> dict:
     """Train one configuration and return its test metrics and history.
 
     `on_epoch(report)` sees each epoch's metrics and may stop training by
-    returning True; `resume_from` continues from a checkpoint written by
+    returning True; `on_test(progress)` sees the test evaluation's progress, which after a short
+    training can take longer than it (`Loop.test`); `resume_from` continues from a checkpoint written by
     `report.save_checkpoint` or by a previous `out_dir` run; `init_from` starts a fresh
     run from a model file's weights (models/saved.py). `out_dir` receives the checkpoint,
     metrics.json, the model file and the text files of models/generate.py.
@@ -33,11 +36,14 @@ def train(config: dict | Config | None = None,
     elif init_from is not None:
         saved.init_weights(loop, init_from)
     stopped = loop.run(on_epoch)
+    start = time.perf_counter()
+    test = loop.test(on_test)
     result = {
-        "test": loop.test(),
+        "test": test,
         "history": loop.history,
         "epochs": loop.epoch,
         "wall_time": loop.elapsed,
+        "test_time": time.perf_counter() - start,
         "best_val": loop.best_val,
         "stopped_early": stopped,
         "config": to_dict(cfg),

@@ -185,6 +185,21 @@ def test_neither_pass_size_memory_budget_nor_batch_size_changes_the_iw_estimate(
     assert values == pytest.approx([values[0]] * len(settings), rel=1e-6)
 
 
+def test_iw_progress_is_told_at_each_tenth_of_the_split_and_changes_no_value():
+    model, split = tiny_model(latent_dim=2), random_split(23)
+    calls = []
+    seen = M.iw_nll(model, split, samples=8, samples_per_pass=4, batch_size=2, device=CPU, generator=gen(5),
+                    on_progress=lambda scored, total: calls.append((scored, total)))
+    assert seen == M.iw_nll(model, split, samples=8, samples_per_pass=4, batch_size=2, device=CPU, generator=gen(5))
+    # Batches of 2 sentences out of 23: one call per tenth passed, the last at the split's end.
+    assert calls == [(4, 23), (6, 23), (8, 23), (10, 23), (12, 23), (14, 23), (18, 23), (20, 23), (22, 23),
+                     (23, 23)]
+    calls.clear()
+    M.iw_nll(model, split, samples=8, samples_per_pass=4, batch_size=64, device=CPU, generator=gen(5),
+             on_progress=lambda scored, total: calls.append((scored, total)))
+    assert calls == [(23, 23)]  # one batch: told once, at the end
+
+
 def direct_log_prob(model, tokens, lengths, z) -> torch.Tensor:
     """log p(x|z) (B, K) written out plainly, as the reference code computes it: every row's
     embeddings beside z, c0 = W z, h0 = tanh(c0), log-softmax, padding masked."""

@@ -1,5 +1,6 @@
 """End-to-end sweeps: real Ray Tune, real Optuna, a real MLflow tracking server, tiny models."""
 import contextlib
+import io
 import json
 import os
 import re
@@ -14,12 +15,14 @@ import urllib.request
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from mlflow import MlflowClient
 
 from models.config import parse_config
 from sweeps import cli, engine, tracking
-from sweeps.engine.progress import TrialRow, pareto_front
+from sweeps.engine import progress
+from sweeps.engine.progress import Progress, TrialRow, pareto_front
 from sweeps.space import Objective, load_space
 from tests.helpers import session_pids
 
@@ -55,6 +58,7 @@ def artifacts(client: MlflowClient, run, path=None) -> set[str]:
 
 def test_sweep_logs_parent_run_and_one_child_run_per_trial(tmp_path, monkeypatch, capsys, mlflow_server, local_ray):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")  # Tune's result.json: every result it got
     space = write_space(tmp_path / "tiny.yaml", LR, trials=4, epochs=3, max_concurrent=2)
     assert cli.main(["run", space, "--name", "e2e", "--tracking-uri", mlflow_server, "--seed", "1"]) == 0
     out = capsys.readouterr().out
@@ -82,12 +86,18 @@ def test_sweep_logs_parent_run_and_one_child_run_per_trial(tmp_path, monkeypatch
         assert steps == list(range(1, len(steps) + 1))  # one point per epoch, step = epoch
         outcome = run.data.tags["trial_status"]
         outcomes.add(outcome)
+        (trial_dir,) = (tmp_path / "sweep_results" / "e2e").glob(f"run_trial_{run.data.tags[tracking.TRIAL_TAG]}_*")
+        results = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+        testing = [r for r in results if "test_progress" in r]
         if outcome == "completed":
             assert run.info.status == "FINISHED" and steps == [1, 2, 3]
-            assert {"test/nll", "test/au", "test/kl", "wall_time", "train/loss"} <= set(run.data.metrics)
+            assert {"test/nll", "test/au", "test/kl", "wall_time", "test_time", "train/loss"} <= set(run.data.metrics)
+            # The test's progress reached the driver: tenths up to the end, at the last epoch.
+            assert testing and testing[-1]["test_progress"] == 1.0 and {r["epoch"] for r in testing} == {3}
+            assert results[-1]["trial_status"] == "completed" and "test_progress" not in results[-1]
         else:
             assert (outcome, run.info.status) == ("pruned", "KILLED") and len(steps) < 3
-            assert "test/nll" not in run.data.metrics
+            assert "test/nll" not in run.data.metrics and not testing
     assert "completed" in outcomes  # the first trial at a rung is never stopped
 
 
@@ -383,10 +393,11 @@ def test_one_driver_per_sweep_refuses_a_second_run_and_a_resume_beside_it(tmp_pa
 
 
 def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_resume_continues(tmp_path, monkeypatch, local_ray):
-    space = write_space(tmp_path / "term.yaml", LR, trials=4, epochs=3, max_concurrent=2)
+    # A grid, which halving never stops: a trial trained to the end is followed by the third.
+    space = write_space(tmp_path / "term.yaml", {"train.lr": {"type": "categorical", "choices": [0.2, 0.4, 0.6, 0.8]}},
+                        sampler="grid", trials=4, epochs=3, max_concurrent=2)
     proc = _driver(tmp_path, "run", space, "--name", "t", "--seed", "3")
     try:
-        # A trial halving stopped at epoch 1 ends first as often as not: wait for one trained to the end.
         _wait_for_completed_trials(proc, 1, timeout=900)
         proc.send_signal(signal.SIGTERM)  # as `kill PID`, a batch scheduler or `ray job stop` would
         out, _ = proc.communicate(timeout=600)
@@ -495,3 +506,26 @@ def test_pareto_front_keeps_only_undominated_completed_trials():
             TrialRow("d", "completed", metrics={"test/nll": 50.0, "test/au": 1.0}),  # ties a: kept
             TrialRow("e", "pruned", metrics={"test/nll": 10.0, "test/au": 9.0})]    # truncated: ignored
     assert [r.trial_id for r in pareto_front(rows, objectives)] == ["a", "d", "b"]
+
+
+def test_a_trial_in_its_test_shows_as_testing_and_the_eta_counts_the_tests(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    live = Progress(total=2, epochs=2, objectives=(Objective("test/nll", "min"),), out=out)
+    live.update([])
+    clock[0] += 100.0
+    # Trial a trained its 2 epochs of 10 s and scored a quarter of its test in 30 s: a test takes
+    # 12 epochs' time. Done: a's 2 epochs and 3 of its test, b's 1 epoch: 6 of 2 × 14 units.
+    last_epoch = {"epoch_time": 10.0, "val/neg_elbo": 40.0}
+    rows = [TrialRow("a", "running", 2, {**last_epoch, "test_time": 30.0}, testing=0.25),
+            TrialRow("b", "running", 1, last_epoch)]
+    assert live.eta(rows) == pytest.approx(100.0 * (28 - 6) / 6)
+    live.update(rows)  # a began its test: the table again
+    table = out.getvalue().splitlines()[-3:]
+    assert "testing a 25%" in table[0] and "ETA 06:06" in table[0]
+    assert table[1].split()[:3] == ["a", "running", "epoch"] and "testing 25%" in table[1]
+    assert "testing" not in table[2]
+    # Once a's test ended, its measured length still counts for b's.
+    rows = [TrialRow("a", "completed", 2, {"test/nll": 39.0}), TrialRow("b", "running", 2, last_epoch)]
+    assert live.eta(rows) == pytest.approx(100.0 * (28 - 16) / 16)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Callable
 
 import yaml
 
@@ -51,6 +52,20 @@ def _print_epoch(report: models.EpochReport) -> None:
           f"lr {m['lr']:.3g}  ({m['epoch_time']:.1f}s)", flush=True)
 
 
+def test_progress_printer(every_s: float = 10.0) -> Callable[[models.EvaluationProgress], None]:
+    """`on_test` for a command: a line as the IW-NLL passes a tenth of the test split, at most one
+    per `every_s` seconds, so a test of seconds prints none and one of minutes shows its pace."""
+    shown = 0.0
+
+    def show(progress: models.EvaluationProgress) -> None:
+        nonlocal shown
+        if progress.sentences < progress.total and progress.seconds - shown >= every_s:
+            shown = progress.seconds
+            print(f"testing  IW-NLL {progress.sentences}/{progress.total} sentences  ({progress.seconds:.0f}s)",
+                  flush=True)
+    return show
+
+
 def test_line(test: dict[str, float]) -> str:
     return "test  " + "  ".join(f"{k} {v:.3f}" for k, v in test.items())
 
@@ -59,7 +74,8 @@ def main(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     models.parse_config(config)  # refuse bad input before loading any data
     try:
-        result = models.train(config, on_epoch=_print_epoch, out_dir=args.out, init_from=args.init_from)
+        result = models.train(config, on_epoch=_print_epoch, out_dir=args.out, init_from=args.init_from,
+                              on_test=test_progress_printer())
     except models.TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

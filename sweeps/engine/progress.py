@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,10 @@ from sweeps.analysis import pareto
 
 OUTCOMES = ("running", "pending", "completed", "pruned", "failed")
 FINISHED = ("completed", "pruned", "failed")
+TEST_PROGRESS = "test_progress"
+"""Result key of a trial's reports during its test evaluation: the fraction of the test split
+scored. Those results also hold `test_time` (seconds since the evaluation began) and the last
+epoch's metrics and number, `epoch_time` among them."""
 
 
 @dataclass
@@ -28,6 +33,8 @@ class TrialRow:
     """The trial's last reported result (per-epoch metrics, then test metrics at the end)."""
     params: dict = field(default_factory=dict)
     """The values Optuna sampled for it (dotted keys)."""
+    testing: float | None = None
+    """While it runs its test evaluation: the fraction done."""
 
 
 def _fmt(value) -> str:
@@ -72,29 +79,46 @@ class Progress:
         # sys.stdout looked up now, not at import: tests and callers may have replaced it since.
         self.out, self.every, self.top = out or sys.stdout, every, top
         self.start = time.monotonic()
-        self.start_work: float | None = None
+        self.start_rows: list[TrialRow] | None = None
+        self.test_epochs: dict[str, float] = {}
+        """Trial id -> its test evaluation's length in epochs of its training, as measured."""
         self.last_print = 0.0
         self.last_state: tuple = ()
 
+    def observe(self, rows: Sequence[TrialRow]) -> None:
+        """Measure the test evaluations running: each one's length in epochs of its trial's
+        training (at k = 500 on a small corpus a test can take tens of epochs' time)."""
+        for r in rows:
+            epoch_time, test_time = r.metrics.get("epoch_time"), r.metrics.get("test_time")
+            if r.testing and epoch_time and test_time is not None:
+                self.test_epochs[r.trial_id] = test_time / r.testing / epoch_time
+
     def work_done(self, rows: Sequence[TrialRow]) -> float:
-        """Fraction of the sweep's budget (trials × epochs) spent or no longer needed."""
-        units = sum(self.epochs if r.outcome in FINISHED else min(r.epoch, self.epochs) for r in rows)
-        return min(1.0, units / (self.total * self.epochs))
+        """Fraction of the sweep's budget spent or no longer needed: per trial its epochs and a
+        test evaluation, counted as the median test measured so far (none before the first)."""
+        test = statistics.median(self.test_epochs.values()) if self.test_epochs else 0.0
+        units = sum(self.epochs + test if r.outcome in FINISHED else min(r.epoch, self.epochs) + test * (r.testing or 0.0)
+                    for r in rows)
+        return min(1.0, units / (self.total * (self.epochs + test)))
 
     def eta(self, rows: Sequence[TrialRow]) -> float | None:
         """Seconds left at this session's pace; an upper bound, as halving and early stopping
         end trials before their budget."""
+        self.observe(rows)
+        if self.start_rows is None:  # a resumed sweep starts with work already done
+            self.start_rows = list(rows)
         done = self.work_done(rows)
-        if self.start_work is None:  # a resumed sweep starts with work already done
-            self.start_work = done
-        elapsed, gained = time.monotonic() - self.start, done - self.start_work
+        elapsed, gained = time.monotonic() - self.start, done - self.work_done(self.start_rows)
         return None if gained <= 0 else elapsed * (1.0 - done) / gained
 
     def status_line(self, rows: Sequence[TrialRow]) -> str:
         counts = {o: sum(r.outcome == o for r in rows) for o in OUTCOMES}
         counts["pending"] += max(0, self.total - len(rows))  # not yet proposed by Optuna
+        testing = [r for r in rows if r.outcome == "running" and r.testing is not None]
         parts = [f"[{_clock(time.monotonic() - self.start)}]",
                  ", ".join(f"{counts[o]} {o}" for o in OUTCOMES)]
+        if testing:
+            parts.append("testing " + ", ".join(f"{r.trial_id} {r.testing:.0%}" for r in testing))
         for o in self.objectives:
             top = best(rows, o.metric, o.mode)
             if top:
@@ -112,12 +136,15 @@ class Progress:
         for row in [r for r in rows if r.outcome == "running"] + ranked[:self.top]:
             shown = (f"val/neg_elbo {_fmt(row.metrics.get('val/neg_elbo'))}" if row.outcome == "running" else
                      "  ".join(f"{o.metric} {_fmt(row.metrics.get(o.metric))}" for o in self.objectives))
+            if row.outcome == "running" and row.testing is not None:
+                shown += f"  testing {row.testing:.0%}"
             lines.append(f"  {row.trial_id:<10} {row.outcome:<9} epoch {row.epoch:>3}  {shown}  {_params(row)}")
         return "\n".join(lines)
 
     def update(self, rows: Sequence[TrialRow]) -> None:
-        """The table when a trial starts or ends, else the status line every `every` seconds."""
-        state = tuple((r.trial_id, r.outcome) for r in rows if r.outcome != "pending")
+        """The table when a trial starts, begins its test or ends, else the status line every
+        `every` seconds."""
+        state = tuple((r.trial_id, r.outcome, r.testing is not None) for r in rows if r.outcome != "pending")
         now = time.monotonic()
         if state != self.last_state:
             print(self.table(rows), file=self.out, flush=True)

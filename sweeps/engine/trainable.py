@@ -1,8 +1,9 @@
 """The trial function: one sampled config trained through `models.train`, reporting to Tune.
 
 A plain function trainable (Ray Tune's examples): it reports every epoch with a checkpoint,
-so a retried or resumed trial continues from its last epoch in its own MLflow child run,
-and ends with a result marked by `trial_status` (see search.ParetoSafeOptunaSearch).
+so a retried or resumed trial continues from its last epoch in its own MLflow child run, then
+the test evaluation's progress (results with `TEST_PROGRESS`), and ends with a result marked by
+`trial_status` (see search.ParetoSafeOptunaSearch).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import models
 from models.data import DataError
 from models.loop import resolve_device
 from sweeps import tracking
+from sweeps.engine.progress import TEST_PROGRESS
 from sweeps.space import METHOD, SearchSpace
 
 STATE_FILE = "train.pt"
@@ -79,11 +81,18 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
                 tune.report({**report.metrics, "epoch": report.epoch},
                             checkpoint=tune.Checkpoint.from_directory(tmp))
 
+        def on_test(progress: models.EvaluationProgress) -> None:
+            # For the live table: a long test shows as such. The last epoch's metrics and number
+            # come along, so that the trial's row keeps them and no scheduler sees a new epoch.
+            epoch = max(history, default=0)
+            tune.report({**history.get(epoch, {}), "epoch": epoch, TEST_PROGRESS: progress.fraction,
+                         "test_time": progress.seconds})
+
         try:
             config = ctx.space.trial_config(sampled, ctx.overrides)
             run.log_config(config, sampled.get(METHOD, ctx.space.method))
             run.record_placement(**_placement(config))
-            result = models.train(config, on_epoch=on_epoch, out_dir=out_dir, resume_from=state)
+            result = models.train(config, on_epoch=on_epoch, out_dir=out_dir, resume_from=state, on_test=on_test)
             test, final = _final_metrics(result)
         except tuple(DETERMINISTIC) as err:
             # A retry would fail the same way. End the trial with a result, not an error.
@@ -97,7 +106,7 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
         # Every epoch before the end: a server still away fails the attempt, and Tune retries it
         # from its last checkpoint, which holds them.
         run.log_epochs(history, required=True)
-        run.log_final(result["epochs"], {**test, "wall_time": result["wall_time"]})
+        run.log_final(result["epochs"], {**test, "wall_time": result["wall_time"], "test_time": result["test_time"]})
         # What models wrote for people (figures, samples.txt, reconstructions.txt) and the model
         # file, not the checkpoint: optimiser state for resuming, which the trial no longer needs.
         for name in sorted(os.listdir(out_dir)):

@@ -19,7 +19,7 @@ import torch
 from ray import tune
 
 from sweeps import tracking
-from sweeps.engine.progress import Progress, TrialRow
+from sweeps.engine.progress import TEST_PROGRESS, Progress, TrialRow
 from sweeps.engine.search import Asha, tune_config
 from sweeps.engine.study import StudyMirror
 from sweeps.engine.trainable import TrialContext, run_trial
@@ -42,7 +42,7 @@ def outcome(trial) -> str:
 
 def trial_rows(trials) -> list[TrialRow]:
     return [TrialRow(t.trial_id, outcome(t), int(t.last_result.get("epoch", 0)), dict(t.last_result),
-                     dict(t.config)) for t in trials]
+                     dict(t.config), t.last_result.get(TEST_PROGRESS)) for t in trials]
 
 
 @dataclass
