@@ -526,6 +526,9 @@ def test_a_trial_in_its_test_shows_as_testing_and_the_eta_counts_the_tests(monke
     assert "testing a 25%" in table[0] and "ETA 06:06" in table[0]
     assert table[1].split()[:3] == ["a", "running", "epoch"] and "testing 25%" in table[1]
     assert "testing" not in table[2]
-    # Once a's test ended, its measured length still counts for b's.
-    rows = [TrialRow("a", "completed", 2, {"test/nll": 39.0}), TrialRow("b", "running", 2, last_epoch)]
-    assert live.eta(rows) == pytest.approx(100.0 * (28 - 16) / 16)
+    # Once a's test ended, its measured length still counts for b's; a's final result counts it
+    # as done while Tune still has it running.
+    final = {"test/nll": 39.0, "trial_status": "completed"}
+    for outcome in ("running", "completed"):
+        rows = [TrialRow("a", outcome, 2, final), TrialRow("b", "running", 2, last_epoch)]
+        assert live.eta(rows) == pytest.approx(100.0 * (28 - 16) / 16)

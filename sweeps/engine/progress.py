@@ -97,8 +97,9 @@ class Progress:
         """Fraction of the sweep's budget spent or no longer needed: per trial its epochs and a
         test evaluation, counted as the median test measured so far (none before the first)."""
         test = statistics.median(self.test_epochs.values()) if self.test_epochs else 0.0
-        units = sum(self.epochs + test if r.outcome in FINISHED else min(r.epoch, self.epochs) + test * (r.testing or 0.0)
-                    for r in rows)
+        # A trial whose final result is in (`trial_status`) is done, though Tune may not have ended it yet.
+        units = sum(self.epochs + test if r.outcome in FINISHED or "trial_status" in r.metrics
+                    else min(r.epoch, self.epochs) + test * (r.testing or 0.0) for r in rows)
         return min(1.0, units / (self.total * (self.epochs + test)))
 
     def eta(self, rows: Sequence[TrialRow]) -> float | None:
