@@ -399,7 +399,9 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_resume_continues(tmp_path, mon
     proc = _driver(tmp_path, "run", space, "--name", "t", "--seed", "3")
     try:
         _wait_for_completed_trials(proc, 1, timeout=900)
-        proc.send_signal(signal.SIGTERM)  # as `kill PID`, a batch scheduler or `ray job stop` would
+        # To every process of the driver's group, Ray's included, as `timeout`, a batch scheduler
+        # or a systemd stop signals a job's processes; `kill PID` reaches the driver alone.
+        os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=600)
     finally:
         _kill_session(proc)

@@ -144,8 +144,9 @@ def local_ray():
         ray.init(log_to_driver=False, logging_level="ERROR", configure_logging=True)
     elif started:
         # address="local": never join a `ray start` cluster that merely runs on this machine.
-        ray.init(address="local", num_cpus=capacity["cpu"], num_gpus=capacity["gpu"], include_dashboard=False,
-                 log_to_driver=False, logging_level="ERROR", configure_logging=True)
+        with _sigterm_blocked():
+            ray.init(address="local", num_cpus=capacity["cpu"], num_gpus=capacity["gpu"], include_dashboard=False,
+                     log_to_driver=False, logging_level="ERROR", configure_logging=True)
     # ray.init makes SIGTERM a SystemExit, which skips Tune's last save and ends the sweep as
     # failed with no trials; a `kill`, a scheduler's pre-emption or a job's stop means Ctrl-C.
     main = threading.current_thread() is threading.main_thread()
@@ -157,6 +158,22 @@ def local_ray():
             signal.signal(signal.SIGTERM, previous)
         if started:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _sigterm_blocked():
+    """SIGTERM blocked in this thread, so in the processes it starts: Ray's, and the trial
+    workers they start, keep the mask through exec. `timeout`, a batch scheduler or a systemd
+    stop sends SIGTERM to every process of a job: Ray's would end at once, and with them the
+    driver's stop (no summary, the runs left RUNNING, the driver dying on a lost GCS). So the
+    signal stops the driver alone, which stops the sweep as on Ctrl-C; `ray.shutdown` then ends
+    Ray's processes by SIGKILL after a second each (PR_SET_PDEATHSIG still ends them if the
+    driver is killed)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _interrupt(signum, frame) -> None:
