@@ -52,7 +52,7 @@ def log_sweep(uri, tmp: Path, name: str, trials, space=SPACE, dataset="corpora/p
         if outcome == "completed":
             run.log_final(epochs, {"test/nll": nll, "test/ppl": nll / 2, "test/neg_elbo": nll + 1,
                                    "test/recon": nll - 2, "test/kl": lam, "test/mi": lam / 2,
-                                   "test/au": au, "wall_time": 10.0 + lam})
+                                   "test/au": au, "wall_time": 10.0 + lam, "test_time": 2.0 + lam})
         run.finish(outcome, "boom" if outcome == "failed" else None)
     tracking.finish_sweep_run(uri, parent, "FINISHED", {})
     return parent
@@ -123,6 +123,7 @@ def test_trial_table_has_every_trial_and_round_trips_through_parquet(logged, tmp
     assert rows["t2"]["test/nll"] == 101.0 and rows["t2"]["test/au"] == 8 and rows["t2"]["status"] == "completed"
     assert rows["t2"]["epochs"] == 2 and rows["t2"][trial_table.BEST_VAL] == 120.0 - 2 - 6.0
     assert rows["t2"]["wall_time"] == 16.0 and rows["t2"]["method"] == "fb" and rows["t2"]["dataset"] == "ptb"
+    assert rows["t2"]["test_time"] == 8.0 and rows["t5"]["test_time"] is None
     assert (rows["t5"]["status"], rows["t6"]["status"]) == ("pruned", "failed")
     assert rows["t5"]["test/nll"] is None and rows["t5"]["epochs"] == 1
     frame = pd.read_parquet(out)

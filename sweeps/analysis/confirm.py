@@ -37,7 +37,7 @@ def summary(store: Store, name: str, seeds: list[int]) -> str:
     lines = [f"{name}: {len(rows)} of {len(seeds)} seeds completed"
              + (f" (missing: {', '.join(map(str, missing))})" if missing else ""),
              f"{'metric':<14} {'mean (std)':<18} " + " ".join(f"seed {r['config.seed']:<6}" for r in rows)]
-    for metric in TEST_METRICS + ("wall_time",):
+    for metric in TEST_METRICS + ("wall_time", "test_time"):
         values = np.array([r[metric] for r in rows], float)
         std = values.std(ddof=1) if len(values) > 1 else 0.0
         lines.append(f"{metric:<14} {f'{values.mean():.2f} ({std:.2f})':<18} "

@@ -16,6 +16,8 @@ Schema (stable; columns in this order, then the config columns sorted by name):
                        double   final test metrics (null unless completed)
     val/neg_elbo val/recon val/kl val/mi val/au
                        double   validation metrics of the last epoch trained
+    test_time          double   seconds of the test evaluation (null unless completed, and for
+                                trials logged before it was recorded)
     config.<key>       int64 | double | bool | string
                                 every flattened config value (`config.kl.free_bits.lam`,
                                 `config.seed`); typed by its values across the table, null
@@ -43,7 +45,7 @@ BEST_VAL = "val/neg_elbo_best"
 SCHEMA = pa.schema([("sweep", pa.string()), ("trial_id", pa.string()), ("run_id", pa.string()),
                     ("status", pa.string()), ("method", pa.string()), ("dataset", pa.string()),
                     ("epochs", pa.int64()), ("wall_time", pa.float64()), (BEST_VAL, pa.float64())]
-                   + [(m, pa.float64()) for m in TEST_METRICS + VAL_METRICS])
+                   + [(m, pa.float64()) for m in TEST_METRICS + VAL_METRICS + ("test_time",)])
 """The fixed leading columns; config.* columns follow."""
 _OUTCOME = {status: outcome for outcome, status in OUTCOME_STATUS.items()}
 
@@ -94,7 +96,7 @@ def _row(store: Store, sweep: Sweep, trial: TrialRecord) -> dict:
             "method": trial.params.get(METHOD, "unknown"), "dataset": _dataset(config),
             "epochs": max((step for step, _ in val_history), default=0), "wall_time": wall,
             BEST_VAL: min((value for _, value in val_history), default=None),
-            **{m: trial.metrics.get(m) for m in TEST_METRICS + VAL_METRICS},
+            **{m: trial.metrics.get(m) for m in TEST_METRICS + VAL_METRICS + ("test_time",)},
             **{CONFIG + k: v for k, v in config.items()}}
 
 
