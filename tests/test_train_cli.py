@@ -5,7 +5,7 @@ import sys
 import yaml
 
 from models import EvaluationProgress
-from sweeps.cli.train import test_progress_printer
+from sweeps.cli.train import evaluation_printer
 from tests.helpers import tiny_config
 
 
@@ -64,7 +64,7 @@ def test_commands_parse_and_refuse_bad_input_without_importing_torch_ray_or_mlfl
 
 
 def test_a_test_of_minutes_prints_its_pace_and_one_of_seconds_prints_nothing(capsys):
-    show = test_progress_printer(every_s=10.0)
+    show = evaluation_printer(every_s=10.0)
     for sentences, seconds in ((100, 4.0), (200, 11.0), (300, 16.0), (400, 22.0), (1000, 50.0)):
         show(EvaluationProgress(sentences, 1000, seconds))
     assert capsys.readouterr().out.splitlines() == ["testing  IW-NLL 200/1000 sentences  (11s)",

@@ -6,7 +6,7 @@ import tempfile
 
 import models
 from sweeps.cli.options import add_model_argument, model_file
-from sweeps.cli.train import test_line, test_progress_printer
+from sweeps.cli.train import evaluation_printer, test_line
 
 HELP = "test metrics (nll, ppl, -elbo, recon, kl, mi, au) of a model file or of a trial's model"
 
@@ -23,5 +23,5 @@ def main(args: argparse.Namespace) -> int:
     if args.dataset:  # the prefix replaces whatever split files the model was trained on
         overrides["data"] = {"name": args.dataset, "train": None, "valid": None, "test": None}
     with tempfile.TemporaryDirectory() as tmp:
-        print(test_line(models.evaluate_model(model_file(args, tmp), overrides, on_test=test_progress_printer())))
+        print(test_line(models.evaluate_model(model_file(args, tmp), overrides, on_test=evaluation_printer())))
     return 0

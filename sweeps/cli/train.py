@@ -52,7 +52,7 @@ def _print_epoch(report: models.EpochReport) -> None:
           f"lr {m['lr']:.3g}  ({m['epoch_time']:.1f}s)", flush=True)
 
 
-def test_progress_printer(every_s: float = 10.0) -> Callable[[models.EvaluationProgress], None]:
+def evaluation_printer(every_s: float = 10.0) -> Callable[[models.EvaluationProgress], None]:
     """`on_test` for a command: a line as the IW-NLL passes a tenth of the test split, at most one
     per `every_s` seconds, so a test of seconds prints none and one of minutes shows its pace."""
     shown = 0.0
@@ -75,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
     models.parse_config(config)  # refuse bad input before loading any data
     try:
         result = models.train(config, on_epoch=_print_epoch, out_dir=args.out, init_from=args.init_from,
-                              on_test=test_progress_printer())
+                              on_test=evaluation_printer())
     except models.TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
