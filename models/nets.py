@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from models.config import ModelConfig
 from models.data import UNK
+from models.lstm import LSTM
 
 
 def init_uniform(module: nn.Module) -> None:
@@ -71,7 +72,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.pooling = cfg.pooling
         self.embed = nn.Embedding(vocab_size, cfg.enc_emb_dim)
-        self.lstm = nn.LSTM(cfg.enc_emb_dim, cfg.enc_hidden, batch_first=True)
+        self.lstm = LSTM(cfg.enc_emb_dim, cfg.enc_hidden, batch_first=True)
         self.to_posterior = nn.Linear(cfg.enc_hidden, 2 * cfg.latent_dim, bias=cfg.output_bias)
         # Seam for methods that normalise μ (BN-VAE replaces it).
         self.mu_transform: nn.Module = nn.Identity()
@@ -83,6 +84,13 @@ class Encoder(nn.Module):
         if mask is None:
             states, (h_n, _) = self.lstm(emb)
             return h_n[-1] if self.pooling == "last" else pool_states(states, None, self.pooling)
+        if self.lstm.kernel_applies(emb):
+            # The recurrence runs left to right, so padding after a row's end never reaches its
+            # states: no packing, the last state read at each row's length.
+            states, _ = self.lstm(emb)
+            if self.pooling == "last":
+                return states[_positions(len(states), states.device), lengths - 1]
+            return pool_states(states, mask, self.pooling)
         # Packed, so padding never enters the state. The stable sort keeps rows of one length in
         # their order: the LSTM kernel is not blind to row order, and so a batch padded beyond
         # its one length gives the unpadded batch's values bit for bit.
@@ -122,7 +130,7 @@ class Decoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, cfg.dec_emb_dim)
         self.dropout_in = Dropout(cfg.dec_dropout_in)
         self.dropout_out = Dropout(cfg.dec_dropout_out)
-        self.lstm = nn.LSTM(cfg.dec_emb_dim + latent_dim, cfg.dec_hidden, batch_first=True)
+        self.lstm = LSTM(cfg.dec_emb_dim + latent_dim, cfg.dec_hidden, batch_first=True)
         self.to_state = nn.Linear(latent_dim, cfg.dec_hidden, bias=cfg.output_bias) if latent_dim else None
         self.to_vocab = nn.Linear(cfg.dec_hidden, vocab_size, bias=cfg.output_bias)
 

@@ -265,7 +265,9 @@ def test_bn_normalises_with_batch_then_running_statistics():
 @pytest.mark.parametrize("methods", [{"aggressive": {"budget": 3}}, {"scale": {"f_epo": 1}}])
 def test_resume_mid_method_equals_uninterrupted(data_dir, tmp_path, methods, every_steps):
     # 10 batches an epoch: with a validation every 6 updates the checkpoint falls mid-epoch.
-    cfg = config(data_dir, methods=methods, train={"max_epochs": 3, **ADAM}, seed=2,
+    # Seed 4: a run whose MI still climbs after its first epoch, so that the resumed run starts
+    # in aggressive mode (asserted below; at this size MI's first fall is a matter of rounding).
+    cfg = config(data_dir, methods=methods, train={"max_epochs": 3, **ADAM}, seed=4,
                  eval={"iw_samples": 5, "iw_batch": 5, "every_steps": every_steps})
     full = models.train(cfg)
     assert len(full["history"]) == (3 if every_steps is None else 5)

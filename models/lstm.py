@@ -1,0 +1,98 @@
+"""`LSTM`: `nn.LSTM` whose small one-layer CPU runs take the recurrence in `lstm_kernel.c`.
+
+At the papers' synthetic sizes (hidden 50) oneDNN's LSTM call costs more in fixed overhead than
+in arithmetic (docs/benchmarks.md); the kernel runs the forward pass and the backward recurrence
+in C, and torch the gradients' large products. Results agree with oneDNN's to
+float rounding (~1e-7). Where `models.native` cannot build the kernel, on a GPU, beyond
+`KERNEL_MAX_HIDDEN` or for packed input, the module is `nn.LSTM` itself.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import torch
+from torch import nn
+
+from models import native
+from models.native import ptr
+
+KERNEL_MAX_HIDDEN = 128
+"""Above this hidden size oneDNN is the faster (docs/benchmarks.md: the kernel takes 1/1.06 of
+oneDNN's time at 128, 1/0.87 at 256, where W_hh no longer stays in a core's cache)."""
+
+
+@functools.lru_cache(maxsize=None)
+def kernel():
+    """lstm_kernel.c, built and loaded by `models.native`; None where it cannot be."""
+    lib = native.library("lstm_kernel")
+    if lib is not None:
+        pointer, size = ctypes.c_void_p, ctypes.c_int
+        lib.lstm_forward.argtypes = [size] * 5 + [pointer] * 8
+        lib.lstm_backward.argtypes = [size] * 4 + [pointer] * 8
+    return lib
+
+
+class _Recurrence(torch.autograd.Function):
+    """x (B, T, I), h0 and c0 (B, H) → hidden states (B, T, H) and the last cell (B, H)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        batch, steps, _ = x.shape
+        hidden = w_hh.size(1)
+        lib = kernel()
+        x = x.contiguous()
+        # Held in locals while the kernel reads them.
+        w_ih_t, w_hh_t, bias = w_ih.t().contiguous(), w_hh.t().contiguous(), b_ih + b_hh
+        hs = x.new_empty(batch, steps + 1, hidden)
+        cs = x.new_empty(steps + 1, batch, hidden)
+        hs[:, 0] = h0
+        cs[0] = c0
+        act = x.new_empty(steps, batch, 4 * hidden)
+        tanh_c = x.new_empty(steps, batch, hidden)
+        lib.lstm_forward(torch.get_num_threads(), steps, batch, hidden, x.size(2), ptr(x), ptr(w_ih_t), ptr(bias),
+                         ptr(w_hh_t), ptr(hs), ptr(cs), ptr(act), ptr(tanh_c))
+        ctx.save_for_backward(x, hs, cs, act, tanh_c, w_ih, w_hh)
+        return hs[:, 1:], cs[-1]
+
+    @staticmethod
+    def backward(ctx, grad_states, grad_c):
+        x, hs, cs, act, tanh_c, w_ih, w_hh = ctx.saved_tensors
+        steps, batch, hidden = tanh_c.shape
+        lib = kernel()
+        grad_states = x.new_zeros(batch, steps, hidden) if grad_states is None else grad_states.contiguous()
+        dc = x.new_zeros(batch, hidden) if grad_c is None else grad_c.clone(memory_format=torch.contiguous_format)
+        dh = x.new_zeros(batch, hidden)
+        d_gates = x.new_empty(batch, steps, 4 * hidden)
+        w_hh = w_hh.contiguous()
+        lib.lstm_backward(torch.get_num_threads(), steps, batch, hidden, ptr(grad_states), ptr(w_hh), ptr(cs),
+                          ptr(act), ptr(tanh_c), ptr(d_gates), ptr(dh), ptr(dc))
+        flat = d_gates.view(batch * steps, 4 * hidden)
+        grad_x = flat.mm(w_ih).view_as(x) if ctx.needs_input_grad[0] else None
+        grad_w_ih = flat.t().mm(x.reshape(batch * steps, -1))
+        grad_w_hh = flat.t().mm(hs[:, :-1].reshape(batch * steps, hidden))
+        grad_b = flat.sum(0)
+        return grad_x, dh, dc, grad_w_ih, grad_w_hh, grad_b, grad_b
+
+
+class LSTM(nn.LSTM):
+    """`nn.LSTM` (batch first, one layer) with the same parameters and state dict, whose runs
+    that `kernel_applies` to go through `lstm_kernel.c`."""
+
+    def kernel_applies(self, x) -> bool:
+        return (isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.dtype == torch.float32
+                and self.batch_first and self.num_layers == 1 and not self.bidirectional and self.bias
+                and self.proj_size == 0 and self.hidden_size <= KERNEL_MAX_HIDDEN and x.dim() == 3
+                and x.size(1) > 0 and kernel() is not None)
+
+    def forward(self, x, hx=None):
+        if not self.kernel_applies(x):
+            return super().forward(x, hx)
+        batch = x.size(0)
+        if hx is None:
+            h0 = c0 = x.new_zeros(batch, self.hidden_size)
+        else:
+            h0, c0 = hx[0][0], hx[1][0]
+        states, c_n = _Recurrence.apply(x, h0, c0, self.weight_ih_l0, self.weight_hh_l0,
+                                        self.bias_ih_l0, self.bias_hh_l0)
+        return states, (states[:, -1].unsqueeze(0), c_n.unsqueeze(0))

@@ -1,0 +1,150 @@
+/* The recurrence of a small one-layer LSTM on float32, gates in torch's order (i, f, g, o):
+   the per-step work, which oneDNN's LSTM surrounds with a fixed cost larger than the work at
+   these sizes (docs/benchmarks.md). models/native.py builds this file with the machine's C
+   compiler; models/lstm.py calls it and computes the gradients of the inputs and weights from
+   dgates with torch.
+
+   Layouts, B rows of T steps, G = 4H: x (B, T, I) the inputs; hs (B, T+1, H) the hidden
+   states, hs[:, 0] the initial one; cs (T+1, B, H) the cells, cs[0] the initial one;
+   act (T, B, G) the gates after their activations; tc (T, B, H) tanh of the cells. */
+#include <math.h>
+#include <string.h>
+
+typedef float v8 __attribute__((vector_size(32)));
+
+static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+
+/* y[RB, M] += x[RB, R] · mat[R, M], mat row-major, the rows of x and y xs and ys floats apart.
+   RB rows share each load of mat, 16 columns at a time, in 2·RB independent chains of fused
+   multiply-adds. Every element sums its R products in the order r = 0, 1, ..., whichever block
+   it falls in, so a row's values do not depend on the rows computed beside it. */
+static inline __attribute__((always_inline)) void accumulate_rows(
+        const int RB, const float *restrict x, long xs, int R, const float *restrict mat, int M,
+        float *restrict y, long ys) {
+    int n = 0;
+    for (; n + 16 <= M; n += 16) {
+        v8 lo[RB], hi[RB];
+        for (int q = 0; q < RB; q++) { lo[q] = load8(y + q * ys + n); hi[q] = load8(y + q * ys + n + 8); }
+        for (int r = 0; r < R; r++) {
+            const v8 m0 = load8(mat + (long)r * M + n), m1 = load8(mat + (long)r * M + n + 8);
+            for (int q = 0; q < RB; q++) { const float v = x[q * xs + r]; lo[q] += v * m0; hi[q] += v * m1; }
+        }
+        for (int q = 0; q < RB; q++) { store8(y + q * ys + n, lo[q]); store8(y + q * ys + n + 8, hi[q]); }
+    }
+    for (; n + 8 <= M; n += 8) {
+        v8 a[RB];
+        for (int q = 0; q < RB; q++) a[q] = load8(y + q * ys + n);
+        for (int r = 0; r < R; r++) {
+            const v8 m = load8(mat + (long)r * M + n);
+            for (int q = 0; q < RB; q++) a[q] += x[q * xs + r] * m;
+        }
+        for (int q = 0; q < RB; q++) store8(y + q * ys + n, a[q]);
+    }
+    for (; n < M; n++) {
+        float a[RB];
+        for (int q = 0; q < RB; q++) a[q] = y[q * ys + n];
+        for (int r = 0; r < R; r++) {
+            const float m = mat[(long)r * M + n];
+            for (int q = 0; q < RB; q++) a[q] += x[q * xs + r] * m;
+        }
+        for (int q = 0; q < RB; q++) y[q * ys + n] = a[q];
+    }
+}
+
+/* out[rows, M] += in[rows, R] · mat[R, M] (row strides ins, outs): four rows at a time, then one. */
+static void accumulate(int rows, const float *restrict in, long ins, int R, const float *restrict mat, int M,
+                       float *restrict out, long outs) {
+    int b = 0;
+    for (; b + 4 <= rows; b += 4) accumulate_rows(4, in + b * ins, ins, R, mat, M, out + b * outs, outs);
+    for (; b < rows; b++) accumulate_rows(1, in + b * ins, ins, R, mat, M, out + b * outs, outs);
+}
+
+/* Rows are independent over the whole sequence, so each thread takes whole blocks of ROWS rows
+   through every step: no barrier between steps. */
+#define ROWS 4
+
+/* Rows b0 .. b1 - 1 of lstm_forward. */
+static void forward_rows(int b0, int b1, int T, int B, int H, int I, const float *restrict x,
+                         const float *restrict w_ih_t, const float *restrict bias, const float *restrict w_hh_t,
+                         float *restrict hs, float *restrict cs, float *restrict act, float *restrict tc) {
+    const int G = 4 * H, rows = b1 - b0;
+    const long hs_row = (long)(T + 1) * H;
+    for (int t = 0; t < T; t++) {
+        float *restrict gates = act + ((long)t * B + b0) * G;
+        for (int b = 0; b < rows; b++) memcpy(gates + (long)b * G, bias, sizeof(float) * G);
+        accumulate(rows, x + (long)b0 * T * I + (long)t * I, (long)T * I, I, w_ih_t, G, gates, G);
+        accumulate(rows, hs + b0 * hs_row + (long)t * H, hs_row, H, w_hh_t, G, gates, G);
+        for (int b = b0; b < b1; b++) {
+            float *restrict a = act + ((long)t * B + b) * G, *restrict tcr = tc + ((long)t * B + b) * H;
+            const float *restrict c_prev = cs + ((long)t * B + b) * H;
+            float *restrict c = cs + ((long)(t + 1) * B + b) * H, *restrict h = hs + b * hs_row + (long)(t + 1) * H;
+            /* σ(x) = (1 + tanh(x/2)) / 2: no overflow for any x, where 1 / (1 + exp(-x)) under
+               -ffast-math's approximate reciprocal turns exp's inf into NaN. */
+            for (int n = 0; n < 2 * H; n++) a[n] = 0.5f + 0.5f * tanhf(0.5f * a[n]);
+            for (int n = 2 * H; n < 3 * H; n++) a[n] = tanhf(a[n]);
+            for (int n = 3 * H; n < G; n++) a[n] = 0.5f + 0.5f * tanhf(0.5f * a[n]);
+            for (int j = 0; j < H; j++) c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j];
+            for (int j = 0; j < H; j++) tcr[j] = tanhf(c[j]);
+            for (int j = 0; j < H; j++) h[j] = a[3 * H + j] * tcr[j];
+        }
+    }
+}
+
+/* w_ih_t (I, G) and w_hh_t (H, G): the weights transposed; bias (G): both biases summed. Fills
+   hs[:, 1:], cs[1:], act and tc, on up to `threads` threads. The input projection is done here
+   too, a step at a time, so that it also computes each row on its own (a library GEMM's
+   rounding may depend on the number of rows). */
+void lstm_forward(int threads, int T, int B, int H, int I, const float *restrict x,
+                  const float *restrict w_ih_t, const float *restrict bias, const float *restrict w_hh_t,
+                  float *restrict hs, float *restrict cs, float *restrict act, float *restrict tc) {
+    const int blocks = (B + ROWS - 1) / ROWS;
+    (void)threads;  /* unused when built without OpenMP */
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 1)
+    for (int k = 0; k < blocks; k++) {
+        const int b0 = k * ROWS, b1 = b0 + ROWS < B ? b0 + ROWS : B;
+        forward_rows(b0, b1, T, B, H, I, x, w_ih_t, bias, w_hh_t, hs, cs, act, tc);
+    }
+}
+
+/* Rows b0 .. b1 - 1 of lstm_backward. */
+static void backward_rows(int b0, int b1, int T, int B, int H, const float *restrict grad_out,
+                          const float *restrict w, const float *restrict cs, const float *restrict act,
+                          const float *restrict tc, float *restrict dgates, float *restrict dh, float *restrict dc) {
+    const int G = 4 * H;
+    for (int t = T - 1; t >= 0; t--) {
+        for (int b = b0; b < b1; b++) {
+            const long step = (long)t * B + b, row = (long)b * T + t;
+            const float *restrict a = act + step * G, *restrict tcr = tc + step * H;
+            const float *restrict go = grad_out + row * H, *restrict c_prev = cs + step * H;
+            float *restrict d = dgates + row * G, *restrict dhr = dh + (long)b * H, *restrict dcr = dc + (long)b * H;
+            for (int j = 0; j < H; j++) {
+                const float i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
+                const float dhj = go[j] + dhr[j];
+                const float dcj = dcr[j] + dhj * o * (1.0f - tcr[j] * tcr[j]);
+                d[j] = dcj * g * i * (1.0f - i);
+                d[H + j] = dcj * c_prev[j] * f * (1.0f - f);
+                d[2 * H + j] = dcj * i * (1.0f - g * g);
+                d[3 * H + j] = dhj * tcr[j] * o * (1.0f - o);
+                dcr[j] = dcj * f;
+            }
+        }
+        memset(dh + (long)b0 * H, 0, sizeof(float) * (b1 - b0) * H);
+        accumulate(b1 - b0, dgates + ((long)b0 * T + t) * G, (long)T * G, G, w, H, dh + (long)b0 * H, H);
+    }
+}
+
+/* grad_out (B, T, H): d loss / d h_t; w (G, H): W_hh. Fills dgates (B, T, G) with d loss / d
+   the gates' pre-activations; dh, dc (B, H): in, the gradient reaching the last state; out,
+   the initial state's. */
+void lstm_backward(int threads, int T, int B, int H, const float *restrict grad_out, const float *restrict w,
+                   const float *restrict cs, const float *restrict act, const float *restrict tc,
+                   float *restrict dgates, float *restrict dh, float *restrict dc) {
+    const int blocks = (B + ROWS - 1) / ROWS;
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 1)
+    for (int k = 0; k < blocks; k++) {
+        const int b0 = k * ROWS, b1 = b0 + ROWS < B ? b0 + ROWS : B;
+        backward_rows(b0, b1, T, B, H, grad_out, w, cs, act, tc, dgates, dh, dc);
+    }
+}

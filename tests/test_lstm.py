@@ -1,0 +1,115 @@
+"""models/lstm.py and models/native.py: the C recurrence against oneDNN's LSTM, row independence,
+the build and the fallback."""
+import pytest
+import torch
+from torch import nn
+
+from models import lstm as lstm_module, native
+from models.config import ModelConfig
+from models.lstm import LSTM, kernel
+from models.nets import Encoder
+
+needs_kernel = pytest.mark.skipif(kernel() is None, reason="no C compiler to build the LSTM kernel")
+
+
+def make_lstm(inputs: int, hidden: int, seed: int = 0) -> LSTM:
+    torch.manual_seed(seed)
+    module = LSTM(inputs, hidden, batch_first=True)
+    with torch.no_grad():  # weights of order one, so the gates saturate in places and differ
+        for param in module.parameters():
+            param.normal_(0, 0.5)
+    return module
+
+
+def run(module: LSTM, forward, x, h0, c0, weights):
+    """Outputs and the gradients of a random projection of (states, h_n, c_n)."""
+    states, (h_n, c_n) = forward(module, x, (h0, c0))
+    torch.manual_seed(1)  # randn, not randn_like: the two lay their outputs out differently
+    loss = sum((t * torch.randn(t.shape)).sum() for t in (states, h_n, c_n))
+    return [states, h_n, c_n, *torch.autograd.grad(loss, [x, h0, c0, *weights])]
+
+
+@needs_kernel
+@pytest.mark.parametrize("batch,steps,inputs,hidden", [(3, 4, 7, 5), (9, 3, 20, 13), (16, 12, 82, 50), (5, 2, 3, 128)])
+def test_kernel_matches_onednn_values_and_gradients(batch, steps, inputs, hidden):
+    module = make_lstm(inputs, hidden)
+    x = torch.randn(batch, steps, inputs, requires_grad=True)
+    h0 = torch.randn(1, batch, hidden, requires_grad=True)
+    c0 = torch.randn(1, batch, hidden, requires_grad=True)
+    assert module.kernel_applies(x)
+    weights = list(module.parameters())
+    ours = run(module, LSTM.forward, x, h0, c0, weights)
+    onednn = run(module, nn.LSTM.forward, x, h0, c0, weights)
+    for name, a, b in zip(["states", "h_n", "c_n", "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"], ours, onednn):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@needs_kernel
+def test_a_rows_values_do_not_depend_on_the_rows_beside_it():
+    # Blocks of four rows and the single-row tail share no arithmetic, so row 0 alone, first of
+    # a batch of 9, or fifth (inside a block) comes out bit for bit the same.
+    module = make_lstm(11, 21)
+    rows = torch.randn(9, 6, 11)
+    with torch.no_grad():
+        alone = module(rows[:1])[0][0]
+        first = module(rows)[0][0]
+        fifth = module(torch.cat([rows[1:5], rows[:1], rows[5:]]))[0][4]
+    assert torch.equal(alone, first) and torch.equal(alone, fifth)
+
+
+@needs_kernel
+@pytest.mark.parametrize("pooling", ["last", "mean", "absmax"])
+def test_an_encoder_over_mixed_lengths_matches_the_packed_path(pooling, monkeypatch):
+    torch.manual_seed(0)
+    encoder = Encoder(vocab_size=30, cfg=ModelConfig(enc_emb_dim=6, enc_hidden=9, latent_dim=2, pooling=pooling))
+    tokens = torch.randint(3, 30, (5, 8))
+    lengths = torch.tensor([8, 3, 5, 8, 2])
+    tokens[torch.arange(8) >= lengths.unsqueeze(1)] = 0
+    assert encoder.lstm.kernel_applies(encoder.embed(tokens))
+    unpacked = encoder.features(tokens, lengths)
+    monkeypatch.setattr(LSTM, "kernel_applies", lambda self, x: False)
+    torch.testing.assert_close(unpacked, encoder.features(tokens, lengths), rtol=1e-5, atol=1e-6)
+
+
+@needs_kernel
+def test_loading_the_kernel_keeps_denormals():
+    # -ffast-math in a shared object's link would make the whole process flush them to zero.
+    assert kernel() is not None
+    assert (torch.tensor([1e-40]) * 1.0).item() != 0.0
+
+
+@pytest.fixture
+def fresh_kernel(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    caches = (lstm_module.kernel, native.library)
+    for cache in caches:
+        cache.cache_clear()
+    yield
+    for cache in caches:
+        cache.cache_clear()
+
+
+@pytest.mark.parametrize("env,warning", [({"CC": "/nonexistent/cc"}, "could not build"),
+                                         ({"MODELS_NATIVE": "off"}, None)])
+def test_without_the_kernel_the_module_is_nn_lstm(fresh_kernel, monkeypatch, env, warning):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if warning:
+        with pytest.warns(UserWarning, match=warning):
+            assert kernel() is None
+    else:
+        assert kernel() is None
+    module = make_lstm(4, 3)
+    x = torch.randn(2, 5, 4)
+    assert not module.kernel_applies(x)
+    assert torch.equal(module(x)[0], nn.LSTM.forward(module, x)[0])
+
+
+def test_the_kernel_builds_into_the_cache_once(fresh_kernel, tmp_path):
+    if kernel() is None:
+        pytest.skip("no C compiler")
+    built = list((tmp_path / "vae-collapse-sweeps").glob("lstm_kernel-*.so"))
+    assert len(built) == 1
+    native.library.cache_clear()
+    stamp = built[0].stat().st_mtime_ns
+    assert native.library("lstm_kernel") is not None and built[0].stat().st_mtime_ns == stamp
