@@ -5,6 +5,7 @@ per sentence, D latent dimensions, H hidden units, V vocabulary.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 
@@ -14,7 +15,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from models.config import ModelConfig
 from models.data import UNK
+from models import native
 from models.lstm import LSTM
+from models.native import ptr
 
 
 def init_uniform(module: nn.Module) -> None:
@@ -235,14 +238,29 @@ def _rows(per_sentence: torch.Tensor, start: int, stop: int, samples: int) -> to
     return per_sentence.index_select(0, index)
 
 
+@functools.lru_cache(maxsize=None)
+def _log_softmax_kernel():
+    lib = native.library("log_softmax_kernel")
+    if lib is not None:
+        lib.log_softmax_pick.argtypes = [ctypes.c_int] * 2 + [ctypes.c_void_p] * 5
+    return lib
+
+
 def _target_log_probs(hidden: torch.Tensor, targets: torch.Tensor, layer: nn.Linear,
                       logits: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
     """log softmax(layer(hidden))[target] (N,), 0 where the target is IGNORE, for `len(logits)`
     positions at a time in the two buffers: no (N, V) tensor is ever allocated."""
     out = hidden.new_empty(len(hidden))
+    picker = _log_softmax_kernel() if hidden.device.type == "cpu" and hidden.dtype == torch.float32 else None
     for start in range(0, len(hidden), len(logits)):
         h, t = hidden[start:start + len(logits)], targets[start:start + len(logits)]
         scores = torch.mm(h, layer.weight.t(), out=logits[:len(h)])
+        if picker is not None:  # in C, a row at a time through one scratch row (log_softmax_kernel.c)
+            t = t.contiguous()
+            bias = None if layer.bias is None else layer.bias.detach()
+            picker.log_softmax_pick(len(h), scores.size(1), ptr(scores), None if bias is None else ptr(bias),
+                                    ptr(t), ptr(out[start:]), ptr(log_probs))
+            continue
         if layer.bias is not None:
             scores.add_(layer.bias)
         picked = torch.log_softmax(scores, 1, out=log_probs[:len(h)]).gather(1, t.clamp(min=0).unsqueeze(1))

@@ -1,5 +1,5 @@
-"""models/lstm.py and models/native.py: the C recurrence against oneDNN's LSTM, row independence,
-the build and the fallback."""
+"""The C kernels (models/native.py): the LSTM recurrence against oneDNN's LSTM, row independence,
+the vocabulary layer's log-softmax against torch's, the build and the fallback."""
 import pytest
 import torch
 from torch import nn
@@ -7,7 +7,8 @@ from torch import nn
 from models import lstm as lstm_module, native
 from models.config import ModelConfig
 from models.lstm import LSTM, kernel
-from models.nets import Encoder
+from models import nets
+from models.nets import IGNORE, Encoder
 
 needs_kernel = pytest.mark.skipif(kernel() is None, reason="no C compiler to build the LSTM kernel")
 
@@ -69,6 +70,23 @@ def test_an_encoder_over_mixed_lengths_matches_the_packed_path(pooling, monkeypa
     unpacked = encoder.features(tokens, lengths)
     monkeypatch.setattr(LSTM, "kernel_applies", lambda self, x: False)
     torch.testing.assert_close(unpacked, encoder.features(tokens, lengths), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(nets._log_softmax_kernel() is None, reason="no C compiler to build the kernel")
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_log_softmax_kernel_matches_torch(bias, monkeypatch):
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 37, bias=bias)
+    hidden = torch.randn(23, 6) * 3
+    targets = torch.randint(0, 37, (23,))
+    targets[[4, 17]] = IGNORE
+    buffers = torch.empty(2, 10, 37)  # 10 positions a pass: three passes, the last short
+    with torch.no_grad():
+        ours = nets._target_log_probs(hidden, targets, layer, *buffers)
+        monkeypatch.setattr(nets, "_log_softmax_kernel", lambda: None)
+        theirs = nets._target_log_probs(hidden, targets, layer, *buffers)
+    assert ours[4] == 0.0 and ours[17] == 0.0
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
 @needs_kernel
