@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -30,6 +31,8 @@ def kernel():
         pointer, size = ctypes.c_void_p, ctypes.c_int
         lib.lstm_forward.argtypes = [size] * 5 + [pointer] * 8
         lib.lstm_backward.argtypes = [size] * 4 + [pointer] * 8
+        lib.lstm_project.argtypes = [size] * 4 + [pointer] * 4
+        lib.lstm_forward_shared.argtypes = [size] * 5 + [ctypes.c_long] + [pointer] * 5
     return lib
 
 
@@ -75,6 +78,24 @@ class _Recurrence(torch.autograd.Function):
         return grad_x, dh, dc, grad_w_ih, grad_w_hh, grad_b, grad_b
 
 
+class SharedInputs(NamedTuple):
+    """The input projection of rows whose step inputs are [x; v]: x per group of `samples`
+    consecutive rows and step, v per row (a sentence's words, and each of its samples' z)."""
+    per_group: torch.Tensor  # (groups, T, 4H): x · W_x + both biases
+    per_row: torch.Tensor  # (rows, 4H): v · W_v
+    samples: int
+
+
+def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """(..., 4H) = bias + x (..., I) · weightᵀ, in the kernel's order (`lstm_project`)."""
+    x = x.contiguous()
+    w_t = weight.t().contiguous()
+    out = x.new_empty(*x.shape[:-1], weight.size(0))
+    kernel().lstm_project(torch.get_num_threads(), x.numel() // x.size(-1), x.size(-1), weight.size(0), ptr(x),
+                          ptr(w_t), None if bias is None else ptr(bias), ptr(out))
+    return out
+
+
 class LSTM(nn.LSTM):
     """`nn.LSTM` (batch first, one layer) with the same parameters and state dict, whose runs
     that `kernel_applies` to go through `lstm_kernel.c`."""
@@ -96,3 +117,30 @@ class LSTM(nn.LSTM):
         states, c_n = _Recurrence.apply(x, h0, c0, self.weight_ih_l0, self.weight_hh_l0,
                                         self.bias_ih_l0, self.bias_hh_l0)
         return states, (states[:, -1].unsqueeze(0), c_n.unsqueeze(0))
+
+    def share_inputs(self, x: torch.Tensor, per_row: torch.Tensor, samples: int) -> SharedInputs | None:
+        """For `forward_shared`, without gradients: rows r = 0 .. len(per_row)-1 whose input at step
+        t is [x[r // samples, t]; per_row[r]], x (groups, T, I_x), per_row (rows, I_v). Each
+        projection is computed once, not per row and step (in IW-NLL, the words' is shared by
+        k samples, z's by T steps: most of the recurrence's work). None where the kernel does
+        not apply."""
+        if torch.is_grad_enabled() or not self.kernel_applies(x):
+            return None
+        split = x.size(-1)
+        weight = self.weight_ih_l0.detach()
+        return SharedInputs(_project(x, weight[:, :split], (self.bias_ih_l0 + self.bias_hh_l0).detach()),
+                            _project(per_row, weight[:, split:], None), samples)
+
+    def forward_shared(self, shared: SharedInputs, start: int, stop: int, hx) -> torch.Tensor:
+        """Hidden states (stop - start, T, H) of rows start .. stop-1 of `shared`, from states hx
+        ((1, rows, H) each), as `forward` gives them for the inputs `share_inputs` describes, to
+        float rounding."""
+        rows, steps = stop - start, shared.per_group.size(1)
+        hs = shared.per_row.new_empty(rows, steps + 1, self.hidden_size)
+        hs[:, 0] = hx[0][0]
+        cs = hx[1][0].contiguous().clone()
+        w_hh_t = self.weight_hh_l0.detach().t().contiguous()
+        own = shared.per_row[start:stop]
+        kernel().lstm_forward_shared(torch.get_num_threads(), steps, rows, self.hidden_size, shared.samples, start,
+                                     ptr(shared.per_group), ptr(own), ptr(w_hh_t), ptr(hs), ptr(cs))
+        return hs[:, 1:]

@@ -6,7 +6,9 @@
 
    Layouts, B rows of T steps, G = 4H: x (B, T, I) the inputs; hs (B, T+1, H) the hidden
    states, hs[:, 0] the initial one; cs (T+1, B, H) the cells, cs[0] the initial one;
-   act (T, B, G) the gates after their activations; tc (T, B, H) tanh of the cells. */
+   act (T, B, G) the gates after their activations; tc (T, B, H) tanh of the cells.
+   Without gradients, lstm_project and lstm_forward_shared split the input projection in two
+   for rows whose inputs repeat (IW-NLL's k samples of a sentence). */
 #include <math.h>
 #include <string.h>
 
@@ -60,6 +62,20 @@ static void accumulate(int rows, const float *restrict in, long ins, int R, cons
     for (; b < rows; b++) accumulate_rows(1, in + b * ins, ins, R, mat, M, out + b * outs, outs);
 }
 
+/* One row's step from its gates' pre-activations a (4H), in place, to the gates: the cell c from
+   c_prev, tanh(c) into tcr and h. c may be c_prev. */
+static inline void cell(int H, float *restrict a, const float *c_prev, float *c, float *restrict tcr,
+                        float *restrict h) {
+    /* σ(x) = (1 + tanh(x/2)) / 2: no overflow for any x, where 1 / (1 + exp(-x)) under
+       -ffast-math's approximate reciprocal turns exp's inf into NaN. */
+    for (int n = 0; n < 2 * H; n++) a[n] = 0.5f + 0.5f * tanhf(0.5f * a[n]);
+    for (int n = 2 * H; n < 3 * H; n++) a[n] = tanhf(a[n]);
+    for (int n = 3 * H; n < 4 * H; n++) a[n] = 0.5f + 0.5f * tanhf(0.5f * a[n]);
+    for (int j = 0; j < H; j++) c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j];
+    for (int j = 0; j < H; j++) tcr[j] = tanhf(c[j]);
+    for (int j = 0; j < H; j++) h[j] = a[3 * H + j] * tcr[j];
+}
+
 /* Rows are independent over the whole sequence, so each thread takes whole blocks of ROWS rows
    through every step: no barrier between steps. */
 #define ROWS 4
@@ -79,14 +95,7 @@ static void forward_rows(int b0, int b1, int T, int B, int H, int I, const float
             float *restrict a = act + ((long)t * B + b) * G, *restrict tcr = tc + ((long)t * B + b) * H;
             const float *restrict c_prev = cs + ((long)t * B + b) * H;
             float *restrict c = cs + ((long)(t + 1) * B + b) * H, *restrict h = hs + b * hs_row + (long)(t + 1) * H;
-            /* σ(x) = (1 + tanh(x/2)) / 2: no overflow for any x, where 1 / (1 + exp(-x)) under
-               -ffast-math's approximate reciprocal turns exp's inf into NaN. */
-            for (int n = 0; n < 2 * H; n++) a[n] = 0.5f + 0.5f * tanhf(0.5f * a[n]);
-            for (int n = 2 * H; n < 3 * H; n++) a[n] = tanhf(a[n]);
-            for (int n = 3 * H; n < G; n++) a[n] = 0.5f + 0.5f * tanhf(0.5f * a[n]);
-            for (int j = 0; j < H; j++) c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j];
-            for (int j = 0; j < H; j++) tcr[j] = tanhf(c[j]);
-            for (int j = 0; j < H; j++) h[j] = a[3 * H + j] * tcr[j];
+            cell(H, a, c_prev, c, tcr, h);
         }
     }
 }
@@ -146,5 +155,53 @@ void lstm_backward(int threads, int T, int B, int H, const float *restrict grad_
     for (int k = 0; k < blocks; k++) {
         const int b0 = k * ROWS, b1 = b0 + ROWS < B ? b0 + ROWS : B;
         backward_rows(b0, b1, T, B, H, grad_out, w, cs, act, tc, dgates, dh, dc);
+    }
+}
+
+/* out (N, G) = bias (G, or NULL for none) + x (N, I) · w_t (I, G), each row on its own, summed in
+   the order lstm_forward sums: part of the gates' pre-activations, computed once for inputs that
+   many rows or steps share. */
+void lstm_project(int threads, int N, int I, int G, const float *restrict x, const float *restrict w_t,
+                  const float *restrict bias, float *restrict out) {
+    const int blocks = (N + ROWS - 1) / ROWS;
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 1)
+    for (int k = 0; k < blocks; k++) {
+        const int b0 = k * ROWS, b1 = b0 + ROWS < N ? b0 + ROWS : N;
+        for (int b = b0; b < b1; b++) {
+            if (bias) memcpy(out + (long)b * G, bias, sizeof(float) * G);
+            else memset(out + (long)b * G, 0, sizeof(float) * G);
+        }
+        accumulate(b1 - b0, x + (long)b0 * I, I, I, w_t, G, out + (long)b0 * G, G);
+    }
+}
+
+/* The forward pass without gradients of rows whose inputs are split in two projections (from
+   lstm_project): row b (rows first .. first + B - 1 of the whole) has the gates' pre-activations
+   shared[(first + b) / S, t] + own[b] + h · w_hh_t at step t, S consecutive rows sharing each
+   (T, G) block of `shared` (a sentence's words, its S samples' latents in `own`). Fills
+   hs[:, 1:] (B, T+1, H); cs (B, H) holds the initial cells and ends with the last. */
+void lstm_forward_shared(int threads, int T, int B, int H, int S, long first, const float *restrict shared,
+                         const float *restrict own, const float *restrict w_hh_t, float *restrict hs,
+                         float *restrict cs) {
+    const int G = 4 * H, blocks = (B + ROWS - 1) / ROWS;
+    const long hs_row = (long)(T + 1) * H;
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 1)
+    for (int k = 0; k < blocks; k++) {
+        const int b0 = k * ROWS, rows = b0 + ROWS < B ? ROWS : B - b0;
+        float gates[ROWS * G], tanh_c[H];
+        for (int t = 0; t < T; t++) {
+            for (int q = 0; q < rows; q++) {
+                const float *restrict s = shared + ((first + b0 + q) / S * T + t) * G;
+                const float *restrict o = own + (long)(b0 + q) * G;
+                for (int n = 0; n < G; n++) gates[q * G + n] = s[n] + o[n];
+            }
+            accumulate(rows, hs + b0 * hs_row + (long)t * H, hs_row, H, w_hh_t, G, gates, G);
+            for (int q = 0; q < rows; q++) {
+                float *c = cs + (long)(b0 + q) * H;
+                cell(H, gates + q * G, c, c, tanh_c, hs + (b0 + q) * hs_row + (long)(t + 1) * H);
+            }
+        }
     }
 }

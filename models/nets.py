@@ -173,13 +173,19 @@ class Decoder(nn.Module):
         """(B·K,) log p(x|z) of every row, without gradients, a budget's worth of rows at a time."""
         total, positions = len(emb) * samples, targets.size(1)
         rows, chunk = pass_sizes(positions, self.lstm, self.to_vocab.out_features, pass_mib, emb.device)
-        buffers = emb.new_empty(2, min(chunk, rows * positions), self.to_vocab.out_features)
+        buffers = None if _vocab_kernel(emb) else emb.new_empty(2, min(chunk, rows * positions),
+                                                                self.to_vocab.out_features)
         out = emb.new_empty(total)
+        shared = None if z_rows is None else self.lstm.share_inputs(emb, z_rows, samples)
         for start in range(0, total, rows):
             stop = min(start + rows, total)
-            hidden = self._hidden(_rows(emb, start, stop, samples), None if z_rows is None else z_rows[start:stop])
+            if shared is not None:  # each sentence's words projected once for all its samples
+                hidden = self.dropout_out(self.lstm.forward_shared(shared, start, stop,
+                                                                   self.initial_state(z_rows[start:stop])))
+            else:
+                hidden = self._hidden(_rows(emb, start, stop, samples), None if z_rows is None else z_rows[start:stop])
             token_lp = _target_log_probs(hidden.flatten(0, 1), _rows(targets, start, stop, samples).flatten(),
-                                         self.to_vocab, *buffers)
+                                         self.to_vocab, buffers)
             out[start:stop] = token_lp.view(stop - start, positions).sum(-1)
         return out
 
@@ -212,15 +218,17 @@ class Decoder(nn.Module):
 
 DEFAULT_PASS_MIB = {"cpu": 2.0, "cuda": 256.0}
 """An evaluation pass's memory when none is set: on a CPU, per torch thread, little enough to
-stay in each core's cache (docs/benchmarks.md: 2 MiB was fastest with 1 thread, 4 with 2;
-larger passes run slower); on a GPU, enough to keep it busy."""
+stay in each core's cache (docs/benchmarks.md: on torch's path 2 MiB was fastest with 1 thread,
+4 with 2, larger passes slower; with `vocab_kernel.c` larger ones gain at most 5-8 %); on a GPU,
+enough to keep it busy."""
 
 
 def pass_sizes(positions: int, lstm: nn.LSTM, vocab: int, pass_mib: float | None,
                device: torch.device) -> tuple[int, int]:
     """(rows per LSTM pass, positions per vocabulary pass) for `pass_mib` MiB of float32: the
     budget bounds each stage's largest temporaries, the LSTM's inputs or gates (rows × positions
-    × max(input, 4H)) and the logits with their log-softmax (2 × positions × V)."""
+    × max(input, 4H)) and, where torch computes them (no `_vocab_kernel`), the logits with their
+    log-softmax (2 × positions × V)."""
     if pass_mib is None:
         pass_mib = DEFAULT_PASS_MIB.get(device.type, DEFAULT_PASS_MIB["cuda"])
         if device.type == "cpu":
@@ -239,28 +247,36 @@ def _rows(per_sentence: torch.Tensor, start: int, stop: int, samples: int) -> to
 
 
 @functools.lru_cache(maxsize=None)
-def _log_softmax_kernel():
-    lib = native.library("log_softmax_kernel")
+def _vocab_library():
+    lib = native.library("vocab_kernel")
     if lib is not None:
-        lib.log_softmax_pick.argtypes = [ctypes.c_int] * 2 + [ctypes.c_void_p] * 5
+        lib.vocab_log_probs.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 5
     return lib
 
 
+def _vocab_kernel(t: torch.Tensor):
+    """vocab_kernel.c where it applies to `t`'s device and type, else None."""
+    return _vocab_library() if t.device.type == "cpu" and t.dtype == torch.float32 else None
+
+
 def _target_log_probs(hidden: torch.Tensor, targets: torch.Tensor, layer: nn.Linear,
-                      logits: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
-    """log softmax(layer(hidden))[target] (N,), 0 where the target is IGNORE, for `len(logits)`
-    positions at a time in the two buffers: no (N, V) tensor is ever allocated."""
+                      buffers: torch.Tensor | None) -> torch.Tensor:
+    """log softmax(layer(hidden))[target] (N,), 0 where the target is IGNORE; no (N, V) tensor is
+    ever allocated. In C where `_vocab_kernel` applies, the logits never leaving the cache;
+    otherwise `buffers.size(1)` positions at a time in the two buffers (2, n, V)."""
     out = hidden.new_empty(len(hidden))
-    picker = _log_softmax_kernel() if hidden.device.type == "cpu" and hidden.dtype == torch.float32 else None
+    lib = _vocab_kernel(hidden)
+    if lib is not None:
+        h, t = hidden.contiguous(), targets.contiguous()
+        w_t = layer.weight.detach().t().contiguous()  # V·H floats, against N·V·H multiply-adds
+        bias = None if layer.bias is None else layer.bias.detach()
+        lib.vocab_log_probs(torch.get_num_threads(), len(h), h.size(1), w_t.size(1), ptr(h), ptr(w_t),
+                            None if bias is None else ptr(bias), ptr(t), ptr(out))
+        return out
+    logits, log_probs = buffers
     for start in range(0, len(hidden), len(logits)):
         h, t = hidden[start:start + len(logits)], targets[start:start + len(logits)]
         scores = torch.mm(h, layer.weight.t(), out=logits[:len(h)])
-        if picker is not None:  # in C, a row at a time through one scratch row (log_softmax_kernel.c)
-            t = t.contiguous()
-            bias = None if layer.bias is None else layer.bias.detach()
-            picker.log_softmax_pick(len(h), scores.size(1), ptr(scores), None if bias is None else ptr(bias),
-                                    ptr(t), ptr(out[start:]), ptr(log_probs))
-            continue
         if layer.bias is not None:
             scores.add_(layer.bias)
         picked = torch.log_softmax(scores, 1, out=log_probs[:len(h)]).gather(1, t.clamp(min=0).unsqueeze(1))

@@ -72,21 +72,43 @@ def test_an_encoder_over_mixed_lengths_matches_the_packed_path(pooling, monkeypa
     torch.testing.assert_close(unpacked, encoder.features(tokens, lengths), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.skipif(nets._log_softmax_kernel() is None, reason="no C compiler to build the kernel")
-@pytest.mark.parametrize("bias", [True, False])
-def test_the_log_softmax_kernel_matches_torch(bias, monkeypatch):
-    torch.manual_seed(0)
-    layer = nn.Linear(6, 37, bias=bias)
-    hidden = torch.randn(23, 6) * 3
-    targets = torch.randint(0, 37, (23,))
-    targets[[4, 17]] = IGNORE
-    buffers = torch.empty(2, 10, 37)  # 10 positions a pass: three passes, the last short
+@needs_kernel
+def test_shared_input_projections_give_the_plain_recurrence():
+    # 3 sentences × 4 samples; the words (3, T, 6) shared by each sentence's samples, z (12, 2).
+    module = make_lstm(8, 13)
+    words, z = torch.randn(3, 5, 6), torch.randn(12, 2)
+    h0, c0 = torch.randn(1, 12, 13), torch.randn(1, 12, 13)
+    inputs = torch.cat([words.repeat_interleave(4, 0), z.unsqueeze(1).expand(-1, 5, -1)], -1)
     with torch.no_grad():
-        ours = nets._target_log_probs(hidden, targets, layer, *buffers)
-        monkeypatch.setattr(nets, "_log_softmax_kernel", lambda: None)
-        theirs = nets._target_log_probs(hidden, targets, layer, *buffers)
+        plain = nn.LSTM.forward(module, inputs, (h0, c0))[0]
+        shared = module.share_inputs(words, z, samples=4)
+        whole = module.forward_shared(shared, 0, 12, (h0, c0))
+        # Rows 5 .. 10 alone (a pass starting inside a sentence's samples): bit for bit the same.
+        part = module.forward_shared(shared, 5, 11, (h0[:, 5:11], c0[:, 5:11]))
+    torch.testing.assert_close(whole, plain, rtol=1e-5, atol=1e-6)
+    assert torch.equal(part, whole[5:11])
+    assert module.share_inputs(words.requires_grad_(), z, samples=4) is None  # gradients: the plain path
+
+
+@pytest.mark.skipif(nets._vocab_library() is None, reason="no C compiler to build the kernel")
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_vocabulary_kernel_matches_torch(bias, monkeypatch):
+    # 1,100 words: two full chunks of logits and a short one, with a later chunk's maximum above
+    # an earlier one's; 23 rows: blocks of six and a tail of single rows.
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 1100, bias=bias)
+    hidden = torch.randn(23, 6) * 3
+    targets = torch.randint(0, 1100, (23,))
+    targets[[4, 17]] = IGNORE
+    with torch.no_grad():
+        layer.weight[1050] *= 4
+        ours = nets._target_log_probs(hidden, targets, layer, None)
+        alone = nets._target_log_probs(hidden[3:4], targets[3:4], layer, None)  # inside a block of six
+        monkeypatch.setattr(nets, "_vocab_kernel", lambda t: None)
+        theirs = nets._target_log_probs(hidden, targets, layer, torch.empty(2, 10, 1100))
     assert ours[4] == 0.0 and ours[17] == 0.0
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    assert torch.equal(alone, ours[3:4])  # a row's value does not depend on the rows beside it
 
 
 @needs_kernel
