@@ -29,7 +29,7 @@ def kernel():
     lib = native.library("lstm_kernel")
     if lib is not None:
         pointer, size = ctypes.c_void_p, ctypes.c_int
-        lib.lstm_forward.argtypes = [size] * 5 + [pointer] * 8
+        lib.lstm_forward.argtypes = [size] * 5 + [pointer] * 9
         lib.lstm_backward.argtypes = [size] * 4 + [pointer] * 8
         lib.lstm_project.argtypes = [size] * 4 + [pointer] * 4
         lib.lstm_forward_shared.argtypes = [size] * 5 + [ctypes.c_long] + [pointer] * 5
@@ -37,10 +37,11 @@ def kernel():
 
 
 class _Recurrence(torch.autograd.Function):
-    """x (B, T, I), h0 and c0 (B, H) → hidden states (B, T, H) and the last cell (B, H)."""
+    """x (B, T, I), h0 and c0 (B, H), own (B, 4H) or None: gate inputs the same at every step →
+    hidden states (B, T, H) and the last cell (B, H)."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, own=None):
         batch, steps, _ = x.shape
         hidden = w_hh.size(1)
         lib = kernel()
@@ -53,9 +54,11 @@ class _Recurrence(torch.autograd.Function):
         cs[0] = c0
         act = x.new_empty(steps, batch, 4 * hidden)
         tanh_c = x.new_empty(steps, batch, hidden)
+        own = None if own is None else own.contiguous()
         lib.lstm_forward(torch.get_num_threads(), steps, batch, hidden, x.size(2), ptr(x), ptr(w_ih_t), ptr(bias),
-                         ptr(w_hh_t), ptr(hs), ptr(cs), ptr(act), ptr(tanh_c))
+                         None if own is None else ptr(own), ptr(w_hh_t), ptr(hs), ptr(cs), ptr(act), ptr(tanh_c))
         ctx.save_for_backward(x, hs, cs, act, tanh_c, w_ih, w_hh)
+        ctx.has_own = own is not None
         return hs[:, 1:], cs[-1]
 
     @staticmethod
@@ -75,7 +78,8 @@ class _Recurrence(torch.autograd.Function):
         grad_w_ih = flat.t().mm(x.reshape(batch * steps, -1))
         grad_w_hh = flat.t().mm(hs[:, :-1].reshape(batch * steps, hidden))
         grad_b = flat.sum(0)
-        return grad_x, dh, dc, grad_w_ih, grad_w_hh, grad_b, grad_b
+        grad_own = d_gates.sum(1) if ctx.has_own else None
+        return grad_x, dh, dc, grad_w_ih, grad_w_hh, grad_b, grad_b, grad_own
 
 
 class SharedInputs(NamedTuple):
@@ -87,13 +91,28 @@ class SharedInputs(NamedTuple):
 
 
 def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """(..., 4H) = bias + x (..., I) · weightᵀ, in the kernel's order (`lstm_project`)."""
+    """(..., 4H) = bias + x (..., I) · weightᵀ, in the kernel's order (`lstm_project`), each row on
+    its own. No gradients: see `_Projection`."""
     x = x.contiguous()
     w_t = weight.t().contiguous()
     out = x.new_empty(*x.shape[:-1], weight.size(0))
     kernel().lstm_project(torch.get_num_threads(), x.numel() // x.size(-1), x.size(-1), weight.size(0), ptr(x),
                           ptr(w_t), None if bias is None else ptr(bias), ptr(out))
     return out
+
+
+class _Projection(torch.autograd.Function):
+    """`_project` without bias, with gradients: x (N, I), weight (4H, I) → (N, 4H)."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        ctx.save_for_backward(x, weight)
+        return _project(x, weight, None)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        return grad.mm(weight) if ctx.needs_input_grad[0] else None, grad.t().mm(x)
 
 
 class LSTM(nn.LSTM):
@@ -109,13 +128,26 @@ class LSTM(nn.LSTM):
     def forward(self, x, hx=None):
         if not self.kernel_applies(x):
             return super().forward(x, hx)
+        return self._run(x, None, hx)
+
+    def forward_repeated(self, x: torch.Tensor, repeated: torch.Tensor, hx=None):
+        """`forward` of the inputs [x_t; repeated] at every step t, x (B, T, I_x) and repeated
+        (B, I_r) (a decoder's words and z): the kernel projects `repeated` once per row, not
+        per step, and no (B, T, I_x + I_r) input is made."""
+        if not self.kernel_applies(x):
+            return super().forward(torch.cat([x, repeated.unsqueeze(1).expand(-1, x.size(1), -1)], -1), hx)
+        split = x.size(-1)
+        return self._run(x, _Projection.apply(repeated, self.weight_ih_l0[:, split:]), hx,
+                         self.weight_ih_l0[:, :split])
+
+    def _run(self, x, own, hx, w_ih=None):
         batch = x.size(0)
         if hx is None:
             h0 = c0 = x.new_zeros(batch, self.hidden_size)
         else:
             h0, c0 = hx[0][0], hx[1][0]
-        states, c_n = _Recurrence.apply(x, h0, c0, self.weight_ih_l0, self.weight_hh_l0,
-                                        self.bias_ih_l0, self.bias_hh_l0)
+        states, c_n = _Recurrence.apply(x, h0, c0, self.weight_ih_l0 if w_ih is None else w_ih, self.weight_hh_l0,
+                                        self.bias_ih_l0, self.bias_hh_l0, own)
         return states, (states[:, -1].unsqueeze(0), c_n.unsqueeze(0))
 
     def share_inputs(self, x: torch.Tensor, per_row: torch.Tensor, samples: int) -> SharedInputs | None:

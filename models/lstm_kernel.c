@@ -82,14 +82,16 @@ static inline void cell(int H, float *restrict a, const float *c_prev, float *c,
 
 /* Rows b0 .. b1 - 1 of lstm_forward. */
 static void forward_rows(int b0, int b1, int T, int B, int H, int I, const float *restrict x,
-                         const float *restrict w_ih_t, const float *restrict bias, const float *restrict w_hh_t,
-                         float *restrict hs, float *restrict cs, float *restrict act, float *restrict tc) {
+                         const float *restrict w_ih_t, const float *restrict bias, const float *restrict own,
+                         const float *restrict w_hh_t, float *restrict hs, float *restrict cs, float *restrict act, float *restrict tc) {
     const int G = 4 * H, rows = b1 - b0;
     const long hs_row = (long)(T + 1) * H;
     for (int t = 0; t < T; t++) {
         float *restrict gates = act + ((long)t * B + b0) * G;
         for (int b = 0; b < rows; b++) memcpy(gates + (long)b * G, bias, sizeof(float) * G);
         accumulate(rows, x + (long)b0 * T * I + (long)t * I, (long)T * I, I, w_ih_t, G, gates, G);
+        if (own)
+            for (long n = 0; n < (long)rows * G; n++) gates[n] += own[(long)b0 * G + n];
         accumulate(rows, hs + b0 * hs_row + (long)t * H, hs_row, H, w_hh_t, G, gates, G);
         for (int b = b0; b < b1; b++) {
             float *restrict a = act + ((long)t * B + b) * G, *restrict tcr = tc + ((long)t * B + b) * H;
@@ -100,19 +102,22 @@ static void forward_rows(int b0, int b1, int T, int B, int H, int I, const float
     }
 }
 
-/* w_ih_t (I, G) and w_hh_t (H, G): the weights transposed; bias (G): both biases summed. Fills
-   hs[:, 1:], cs[1:], act and tc, on up to `threads` threads. The input projection is done here
+/* w_ih_t (I, G) and w_hh_t (H, G): the weights transposed; bias (G): both biases summed; own
+   (B, G) or NULL: a row's part of the gates that is the same at every step (from lstm_project:
+   a decoder's W_z z), added after the input projection. Fills hs[:, 1:], cs[1:], act and tc, on
+   up to `threads` threads. The input projection is done here
    too, a step at a time, so that it also computes each row on its own (a library GEMM's
    rounding may depend on the number of rows). */
 void lstm_forward(int threads, int T, int B, int H, int I, const float *restrict x,
-                  const float *restrict w_ih_t, const float *restrict bias, const float *restrict w_hh_t,
+                  const float *restrict w_ih_t, const float *restrict bias, const float *restrict own,
+                  const float *restrict w_hh_t,
                   float *restrict hs, float *restrict cs, float *restrict act, float *restrict tc) {
     const int blocks = (B + ROWS - 1) / ROWS;
     (void)threads;  /* unused when built without OpenMP */
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 1)
     for (int k = 0; k < blocks; k++) {
         const int b0 = k * ROWS, b1 = b0 + ROWS < B ? b0 + ROWS : B;
-        forward_rows(b0, b1, T, B, H, I, x, w_ih_t, bias, w_hh_t, hs, cs, act, tc);
+        forward_rows(b0, b1, T, B, H, I, x, w_ih_t, bias, own, w_hh_t, hs, cs, act, tc);
     }
 }
 

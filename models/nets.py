@@ -191,11 +191,10 @@ class Decoder(nn.Module):
 
     def _hidden(self, emb: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         """LSTM outputs (R, T-1, H), after output dropout, of input embeddings (R, T-1, E) and z (R, D)."""
-        state = None
-        if z is not None:
-            emb = torch.cat([emb, z.unsqueeze(1).expand(-1, emb.size(1), -1)], dim=-1)
-            state = self.initial_state(z)
-        outputs, _ = self.lstm(emb, state)
+        if z is None:
+            outputs, _ = self.lstm(emb)
+        else:  # z beside every input word
+            outputs, _ = self.lstm.forward_repeated(emb, z, self.initial_state(z))
         return self.dropout_out(outputs)
 
     def initial_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

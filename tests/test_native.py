@@ -73,6 +73,26 @@ def test_an_encoder_over_mixed_lengths_matches_the_packed_path(pooling, monkeypa
 
 
 @needs_kernel
+def test_an_input_repeated_at_every_step_has_onednns_values_and_gradients():
+    # [x_t; v] at every step, v projected once per row: as oneDNN on the concatenated input.
+    module = make_lstm(9, 13)
+    x, v = torch.randn(6, 5, 7, requires_grad=True), torch.randn(6, 2, requires_grad=True)
+    h0, c0 = torch.randn(1, 6, 13, requires_grad=True), torch.randn(1, 6, 13, requires_grad=True)
+    weights = list(module.parameters())
+
+    def outputs(forward):
+        states, (h_n, c_n) = forward()
+        torch.manual_seed(1)
+        loss = sum((t * torch.randn(t.shape)).sum() for t in (states, h_n, c_n))
+        return [states, h_n, c_n, *torch.autograd.grad(loss, [x, v, h0, c0, *weights])]
+
+    ours = outputs(lambda: module.forward_repeated(x, v, (h0, c0)))
+    onednn = outputs(lambda: nn.LSTM.forward(module, torch.cat([x, v.unsqueeze(1).expand(-1, 5, -1)], -1), (h0, c0)))
+    for name, a, b in zip(["states", "h_n", "c_n", "x", "v", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"], ours, onednn):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@needs_kernel
 def test_shared_input_projections_give_the_plain_recurrence():
     # 3 sentences × 4 samples; the words (3, T, 6) shared by each sentence's samples, z (12, 2).
     module = make_lstm(8, 13)
@@ -87,6 +107,9 @@ def test_shared_input_projections_give_the_plain_recurrence():
         part = module.forward_shared(shared, 5, 11, (h0[:, 5:11], c0[:, 5:11]))
     torch.testing.assert_close(whole, plain, rtol=1e-5, atol=1e-6)
     assert torch.equal(part, whole[5:11])
+    # Training's path sums in the same order: what evaluation scores is what training computed.
+    training = module.forward_repeated(words.repeat_interleave(4, 0), z.requires_grad_(), (h0, c0))[0]
+    assert training.requires_grad and torch.equal(training.detach(), whole)
     assert module.share_inputs(words.requires_grad_(), z, samples=4) is None  # gradients: the plain path
 
 
