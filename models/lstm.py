@@ -165,8 +165,8 @@ class LSTM(nn.LSTM):
 
     def forward_shared(self, shared: SharedInputs, start: int, stop: int, hx) -> torch.Tensor:
         """Hidden states (stop - start, T, H) of rows start .. stop-1 of `shared`, from states hx
-        ((1, rows, H) each), as `forward` gives them for the inputs `share_inputs` describes, to
-        float rounding."""
+        ((1, rows, H) each), bit for bit as `forward_repeated` gives them for the inputs
+        `share_inputs` describes (the same sums in the same order)."""
         rows, steps = stop - start, shared.per_group.size(1)
         hs = shared.per_row.new_empty(rows, steps + 1, self.hidden_size)
         hs[:, 0] = hx[0][0]

@@ -7,8 +7,9 @@
    Layouts, B rows of T steps, G = 4H: x (B, T, I) the inputs; hs (B, T+1, H) the hidden
    states, hs[:, 0] the initial one; cs (T+1, B, H) the cells, cs[0] the initial one;
    act (T, B, G) the gates after their activations; tc (T, B, H) tanh of the cells.
-   Without gradients, lstm_project and lstm_forward_shared split the input projection in two
-   for rows whose inputs repeat (IW-NLL's k samples of a sentence). */
+   lstm_project computes the part of the input projection that repeats once (a decoder's W_z z
+   per row, passed to lstm_forward as `own`); without gradients, lstm_forward_shared also shares
+   a sentence's word projection among its k samples (IW-NLL). */
 #include <math.h>
 #include <string.h>
 
@@ -105,9 +106,9 @@ static void forward_rows(int b0, int b1, int T, int B, int H, int I, const float
 /* w_ih_t (I, G) and w_hh_t (H, G): the weights transposed; bias (G): both biases summed; own
    (B, G) or NULL: a row's part of the gates that is the same at every step (from lstm_project:
    a decoder's W_z z), added after the input projection. Fills hs[:, 1:], cs[1:], act and tc, on
-   up to `threads` threads. The input projection is done here
-   too, a step at a time, so that it also computes each row on its own (a library GEMM's
-   rounding may depend on the number of rows). */
+   up to `threads` threads. The input projection is done here too, a step at a time, so that it
+   also computes each row on its own (a library GEMM's rounding may depend on the number of
+   rows). */
 void lstm_forward(int threads, int T, int B, int H, int I, const float *restrict x,
                   const float *restrict w_ih_t, const float *restrict bias, const float *restrict own,
                   const float *restrict w_hh_t,

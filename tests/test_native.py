@@ -22,12 +22,13 @@ def make_lstm(inputs: int, hidden: int, seed: int = 0) -> LSTM:
     return module
 
 
-def run(module: LSTM, forward, x, h0, c0, weights):
-    """Outputs and the gradients of a random projection of (states, h_n, c_n)."""
-    states, (h_n, c_n) = forward(module, x, (h0, c0))
+def run(forward, inputs):
+    """forward()'s (states, h_n, c_n) and the gradients of a random projection of them with
+    respect to `inputs`."""
+    states, (h_n, c_n) = forward()
     torch.manual_seed(1)  # randn, not randn_like: the two lay their outputs out differently
     loss = sum((t * torch.randn(t.shape)).sum() for t in (states, h_n, c_n))
-    return [states, h_n, c_n, *torch.autograd.grad(loss, [x, h0, c0, *weights])]
+    return [states, h_n, c_n, *torch.autograd.grad(loss, inputs)]
 
 
 @needs_kernel
@@ -39,8 +40,8 @@ def test_kernel_matches_onednn_values_and_gradients(batch, steps, inputs, hidden
     c0 = torch.randn(1, batch, hidden, requires_grad=True)
     assert module.kernel_applies(x)
     weights = list(module.parameters())
-    ours = run(module, LSTM.forward, x, h0, c0, weights)
-    onednn = run(module, nn.LSTM.forward, x, h0, c0, weights)
+    ours = run(lambda: LSTM.forward(module, x, (h0, c0)), [x, h0, c0, *weights])
+    onednn = run(lambda: nn.LSTM.forward(module, x, (h0, c0)), [x, h0, c0, *weights])
     for name, a, b in zip(["states", "h_n", "c_n", "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"], ours, onednn):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
 
@@ -78,16 +79,10 @@ def test_an_input_repeated_at_every_step_has_onednns_values_and_gradients():
     module = make_lstm(9, 13)
     x, v = torch.randn(6, 5, 7, requires_grad=True), torch.randn(6, 2, requires_grad=True)
     h0, c0 = torch.randn(1, 6, 13, requires_grad=True), torch.randn(1, 6, 13, requires_grad=True)
-    weights = list(module.parameters())
-
-    def outputs(forward):
-        states, (h_n, c_n) = forward()
-        torch.manual_seed(1)
-        loss = sum((t * torch.randn(t.shape)).sum() for t in (states, h_n, c_n))
-        return [states, h_n, c_n, *torch.autograd.grad(loss, [x, v, h0, c0, *weights])]
-
-    ours = outputs(lambda: module.forward_repeated(x, v, (h0, c0)))
-    onednn = outputs(lambda: nn.LSTM.forward(module, torch.cat([x, v.unsqueeze(1).expand(-1, 5, -1)], -1), (h0, c0)))
+    inputs = [x, v, h0, c0, *module.parameters()]
+    ours = run(lambda: module.forward_repeated(x, v, (h0, c0)), inputs)
+    onednn = run(lambda: nn.LSTM.forward(module, torch.cat([x, v.unsqueeze(1).expand(-1, 5, -1)], -1), (h0, c0)),
+                 inputs)
     for name, a, b in zip(["states", "h_n", "c_n", "x", "v", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"], ours, onednn):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
 
