@@ -5,7 +5,6 @@ per sentence, D latent dimensions, H hidden units, V vocabulary.
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
 
@@ -15,9 +14,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from models.config import ModelConfig
 from models.data import UNK
-from models import native
-from models.lstm import LSTM
-from models.native import ptr
+from models.kernels import vocab as vocab_kernel
+from models.kernels.lstm import LSTM
 
 
 def init_uniform(module: nn.Module) -> None:
@@ -173,8 +171,8 @@ class Decoder(nn.Module):
         """(B·K,) log p(x|z) of every row, without gradients, a budget's worth of rows at a time."""
         total, positions = len(emb) * samples, targets.size(1)
         rows, chunk = pass_sizes(positions, self.lstm, self.to_vocab.out_features, pass_mib, emb.device)
-        buffers = None if _vocab_kernel(emb) else emb.new_empty(2, min(chunk, rows * positions),
-                                                                self.to_vocab.out_features)
+        buffers = None if vocab_kernel.kernel(emb) else emb.new_empty(2, min(chunk, rows * positions),
+                                                                       self.to_vocab.out_features)
         out = emb.new_empty(total)
         shared = None if z_rows is None else self.lstm.share_inputs(emb, z_rows, samples)
         for start in range(0, total, rows):
@@ -218,7 +216,7 @@ class Decoder(nn.Module):
 DEFAULT_PASS_MIB = {"cpu": 2.0, "cuda": 256.0}
 """An evaluation pass's memory when none is set: on a CPU, per torch thread, little enough to
 stay in each core's cache (docs/benchmarks.md: on torch's path 2 MiB was fastest with 1 thread,
-4 with 2, larger passes slower; with `vocab_kernel.c` larger ones gain at most 5-8 %); on a GPU,
+4 with 2, larger passes slower; with models/kernels/vocab.c larger ones gain at most 5-8 %); on a GPU,
 enough to keep it busy."""
 
 
@@ -226,7 +224,7 @@ def pass_sizes(positions: int, lstm: nn.LSTM, vocab: int, pass_mib: float | None
                device: torch.device) -> tuple[int, int]:
     """(rows per LSTM pass, positions per vocabulary pass) for `pass_mib` MiB of float32: the
     budget bounds each stage's largest temporaries, the LSTM's inputs or gates (rows × positions
-    × max(input, 4H)) and, where torch computes them (no `_vocab_kernel`), the logits with their
+    × max(input, 4H)) and, where torch computes them (no `vocab_kernel.kernel`), the logits with their
     log-softmax (2 × positions × V)."""
     if pass_mib is None:
         pass_mib = DEFAULT_PASS_MIB.get(device.type, DEFAULT_PASS_MIB["cuda"])
@@ -245,33 +243,15 @@ def _rows(per_sentence: torch.Tensor, start: int, stop: int, samples: int) -> to
     return per_sentence.index_select(0, index)
 
 
-@functools.lru_cache(maxsize=None)
-def _vocab_library():
-    lib = native.library("vocab_kernel")
-    if lib is not None:
-        lib.vocab_log_probs.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 5
-    return lib
-
-
-def _vocab_kernel(t: torch.Tensor):
-    """vocab_kernel.c where it applies to `t`'s device and type, else None."""
-    return _vocab_library() if t.device.type == "cpu" and t.dtype == torch.float32 else None
-
-
 def _target_log_probs(hidden: torch.Tensor, targets: torch.Tensor, layer: nn.Linear,
                       buffers: torch.Tensor | None) -> torch.Tensor:
     """log softmax(layer(hidden))[target] (N,), 0 where the target is IGNORE; no (N, V) tensor is
-    ever allocated. In C where `_vocab_kernel` applies, the logits never leaving the cache;
+    ever allocated. In C where `vocab_kernel.kernel` applies, the logits never leaving the cache;
     otherwise `buffers.size(1)` positions at a time in the two buffers (2, n, V)."""
-    out = hidden.new_empty(len(hidden))
-    lib = _vocab_kernel(hidden)
+    lib = vocab_kernel.kernel(hidden)
     if lib is not None:
-        h, t = hidden.contiguous(), targets.contiguous()
-        w_t = layer.weight.detach().t().contiguous()  # V·H floats, against N·V·H multiply-adds
-        bias = None if layer.bias is None else layer.bias.detach()
-        lib.vocab_log_probs(torch.get_num_threads(), len(h), h.size(1), w_t.size(1), ptr(h), ptr(w_t),
-                            None if bias is None else ptr(bias), ptr(t), ptr(out))
-        return out
+        return vocab_kernel.target_log_probs(lib, hidden, targets, layer)
+    out = hidden.new_empty(len(hidden))
     logits, log_probs = buffers
     for start in range(0, len(hidden), len(logits)):
         h, t = hidden[start:start + len(logits)], targets[start:start + len(logits)]

@@ -1,7 +1,7 @@
 /* The recurrence of a small one-layer LSTM on float32, gates in torch's order (i, f, g, o):
    the per-step work, which oneDNN's LSTM surrounds with a fixed cost larger than the work at
-   these sizes (docs/benchmarks.md). models/native.py builds this file with the machine's C
-   compiler; models/lstm.py calls it and computes the gradients of the inputs and weights from
+   these sizes (docs/benchmarks.md). models/kernels/build.py builds this file with the machine's C
+   compiler; models/kernels/lstm.py calls it and computes the gradients of the inputs and weights from
    dgates with torch.
 
    Layouts, B rows of T steps, G = 4H: x (B, T, I) the inputs; hs (B, T+1, H) the hidden

@@ -1,7 +1,7 @@
 /* log softmax(h Wᵀ + b)[target] per row, the logits never leaving the cache: what a vocabulary
    layer's evaluation needs of its (N, V) logits. A block of rows computes CHUNK logits at a
    time into a scratch block on the stack and folds them into each row's running maximum and
-   sum of exponentials. Called by models/nets.py; built by models/native.py. */
+   sum of exponentials. Called by models/kernels/vocab.py; built by models/kernels/build.py. */
 #include <math.h>
 #include <string.h>
 

@@ -1,9 +1,9 @@
-"""`LSTM`: `nn.LSTM` whose small one-layer CPU runs take the recurrence in `lstm_kernel.c`.
+"""`LSTM`: `nn.LSTM` whose small one-layer CPU runs take the recurrence in `lstm.c`.
 
 At the papers' synthetic sizes (hidden 50) oneDNN's LSTM call costs more in fixed overhead than
 in arithmetic (docs/benchmarks.md); the kernel runs the forward pass and the backward recurrence
 in C, and torch the gradients' large products. Results agree with oneDNN's to
-float rounding (~1e-7). Where `models.native` cannot build the kernel, on a GPU, beyond
+float rounding (~1e-7). Where `models.kernels.build` cannot build the kernel, on a GPU, beyond
 `KERNEL_MAX_HIDDEN` or for packed input, the module is `nn.LSTM` itself.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from models import native
-from models.native import ptr
+from models.kernels import build
+from models.kernels.build import ptr
 
 KERNEL_MAX_HIDDEN = 128
 """Above this hidden size oneDNN is the faster (docs/benchmarks.md: the kernel takes 1/1.06 of
@@ -25,8 +25,8 @@ oneDNN's time at 128, 1/0.87 at 256, where W_hh no longer stays in a core's cach
 
 @functools.lru_cache(maxsize=None)
 def kernel():
-    """lstm_kernel.c, built and loaded by `models.native`; None where it cannot be."""
-    lib = native.library("lstm_kernel")
+    """lstm.c, built and loaded by `models.kernels.build`; None where it cannot be."""
+    lib = build.library("lstm")
     if lib is not None:
         pointer, size = ctypes.c_void_p, ctypes.c_int
         lib.lstm_forward.argtypes = [size] * 5 + [pointer] * 9
@@ -117,7 +117,7 @@ class _Projection(torch.autograd.Function):
 
 class LSTM(nn.LSTM):
     """`nn.LSTM` (batch first, one layer) with the same parameters and state dict, whose runs
-    that `kernel_applies` to go through `lstm_kernel.c`."""
+    that `kernel_applies` to go through `lstm.c`."""
 
     def kernel_applies(self, x) -> bool:
         return (isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.dtype == torch.float32

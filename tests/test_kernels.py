@@ -1,12 +1,12 @@
-"""The C kernels (models/native.py): the LSTM recurrence against oneDNN's LSTM, row independence,
+"""The C kernels (models/kernels/): the LSTM recurrence against oneDNN's LSTM, row independence,
 the vocabulary layer's log-softmax against torch's, the build and the fallback."""
 import pytest
 import torch
 from torch import nn
 
-from models import lstm as lstm_module, native
+from models.kernels import build, lstm as lstm_module, vocab as vocab_module
 from models.config import ModelConfig
-from models.lstm import LSTM, kernel
+from models.kernels.lstm import LSTM, kernel
 from models import nets
 from models.nets import IGNORE, Encoder
 
@@ -108,7 +108,7 @@ def test_shared_input_projections_give_the_plain_recurrence():
     assert module.share_inputs(words.requires_grad_(), z, samples=4) is None  # gradients: the plain path
 
 
-@pytest.mark.skipif(nets._vocab_library() is None, reason="no C compiler to build the kernel")
+@pytest.mark.skipif(vocab_module._library() is None, reason="no C compiler to build the kernel")
 @pytest.mark.parametrize("bias", [True, False])
 def test_the_vocabulary_kernel_matches_torch(bias, monkeypatch):
     # 1,100 words: two full chunks of logits and a short one, with a later chunk's maximum above
@@ -122,7 +122,7 @@ def test_the_vocabulary_kernel_matches_torch(bias, monkeypatch):
         layer.weight[1050] *= 4
         ours = nets._target_log_probs(hidden, targets, layer, None)
         alone = nets._target_log_probs(hidden[3:4], targets[3:4], layer, None)  # inside a block of six
-        monkeypatch.setattr(nets, "_vocab_kernel", lambda t: None)
+        monkeypatch.setattr(vocab_module, "kernel", lambda t: None)
         theirs = nets._target_log_probs(hidden, targets, layer, torch.empty(2, 10, 1100))
     assert ours[4] == 0.0 and ours[17] == 0.0
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
@@ -139,7 +139,7 @@ def test_loading_the_kernel_keeps_denormals():
 @pytest.fixture
 def fresh_kernel(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    caches = (lstm_module.kernel, native.library)
+    caches = (lstm_module.kernel, build.library)
     for cache in caches:
         cache.cache_clear()
     yield
@@ -166,8 +166,8 @@ def test_without_the_kernel_the_module_is_nn_lstm(fresh_kernel, monkeypatch, env
 def test_the_kernel_builds_into_the_cache_once(fresh_kernel, tmp_path):
     if kernel() is None:
         pytest.skip("no C compiler")
-    built = list((tmp_path / "vae-collapse-sweeps").glob("lstm_kernel-*.so"))
+    built = list((tmp_path / "vae-collapse-sweeps").glob("lstm-*.so"))
     assert len(built) == 1
-    native.library.cache_clear()
+    build.library.cache_clear()
     stamp = built[0].stat().st_mtime_ns
-    assert native.library("lstm_kernel") is not None and built[0].stat().st_mtime_ns == stamp
+    assert build.library("lstm") is not None and built[0].stat().st_mtime_ns == stamp
