@@ -8,5 +8,5 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "models.presets": ("PRESETS", "preset_config"),
     "models.files": ("MODEL_FILE", "ModelFileError", "RECONSTRUCTIONS_FILE", "SAMPLES_FILE"),
     "models.saved": ("SavedModel", "evaluate_model", "load_model", "save_model"),
-    "models.trainer": ("train",),
+    "models.trainer": ("arithmetic", "train"),
 })

@@ -53,6 +53,11 @@ class ModelConfig:
     dec_dropout_out: float = 0.0
     word_dropout: float = 0.0
     """Probability of replacing a decoder input word by <unk> (Bowman et al.)."""
+    kernels: Literal["auto", "torch", "native", "armv8-a", "x86-64-v2", "x86-64-v3", "x86-64-v4"] = "auto"
+    """The arithmetic of CPU runs (models/kernels/): `auto` the C kernels where they build, else
+    torch's; `torch`; or the C kernels for a build target (`native`, ...), an error where they
+    cannot be built. Every target computes the same bits; torch's path agrees to float rounding.
+    The environment's MODELS_NATIVE overrides it."""
     output_bias: bool = False
     """Biases on the encoder's output layer (→ μ, log σ²), z → c0 and the vocabulary layer. He et
     al.'s reference code has none: with a bias at U(−0.01, 0.01), |mean μ| dwarfs the spread of μ

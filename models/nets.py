@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from models.config import ModelConfig
 from models.data import UNK
 from models.kernels import vocab as vocab_kernel
+from models.kernels.choice import Kernels, resolve
 from models.kernels.lstm import LSTM
 
 
@@ -73,7 +74,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.pooling = cfg.pooling
         self.embed = nn.Embedding(vocab_size, cfg.enc_emb_dim)
-        self.lstm = LSTM(cfg.enc_emb_dim, cfg.enc_hidden, batch_first=True)
+        self.lstm = LSTM(cfg.enc_emb_dim, cfg.enc_hidden, batch_first=True, kernels=resolve(cfg.kernels))
         self.to_posterior = nn.Linear(cfg.enc_hidden, 2 * cfg.latent_dim, bias=cfg.output_bias)
         # Seam for methods that normalise μ (BN-VAE replaces it).
         self.mu_transform: nn.Module = nn.Identity()
@@ -117,7 +118,9 @@ class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.inplace or x.device.type != "cpu" or not 0.0 < self.p < 1.0:
             return super().forward(x)
-        keep = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
+        # Drawn in x's logical order (rand_like follows its strides): a kernel's strided output and
+        # torch's contiguous one get the same mask from the same seed.
+        keep = torch.rand(x.shape, dtype=x.dtype).ge_(self.p).mul_(1.0 / (1.0 - self.p))
         return x * keep
 
 
@@ -131,7 +134,8 @@ class Decoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, cfg.dec_emb_dim)
         self.dropout_in = Dropout(cfg.dec_dropout_in)
         self.dropout_out = Dropout(cfg.dec_dropout_out)
-        self.lstm = LSTM(cfg.dec_emb_dim + latent_dim, cfg.dec_hidden, batch_first=True)
+        self.kernels = resolve(cfg.kernels)
+        self.lstm = LSTM(cfg.dec_emb_dim + latent_dim, cfg.dec_hidden, batch_first=True, kernels=self.kernels)
         self.to_state = nn.Linear(latent_dim, cfg.dec_hidden, bias=cfg.output_bias) if latent_dim else None
         self.to_vocab = nn.Linear(cfg.dec_hidden, vocab_size, bias=cfg.output_bias)
 
@@ -171,8 +175,8 @@ class Decoder(nn.Module):
         """(B·K,) log p(x|z) of every row, without gradients, a budget's worth of rows at a time."""
         total, positions = len(emb) * samples, targets.size(1)
         rows, chunk = pass_sizes(positions, self.lstm, self.to_vocab.out_features, pass_mib, emb.device)
-        buffers = None if vocab_kernel.kernel(emb) else emb.new_empty(2, min(chunk, rows * positions),
-                                                                       self.to_vocab.out_features)
+        buffers = None if vocab_kernel.applies(self.kernels, emb) else emb.new_empty(
+            2, min(chunk, rows * positions), self.to_vocab.out_features)
         out = emb.new_empty(total)
         shared = None if z_rows is None else self.lstm.share_inputs(emb, z_rows, samples)
         for start in range(0, total, rows):
@@ -183,7 +187,7 @@ class Decoder(nn.Module):
             else:
                 hidden = self._hidden(_rows(emb, start, stop, samples), None if z_rows is None else z_rows[start:stop])
             token_lp = _target_log_probs(hidden.flatten(0, 1), _rows(targets, start, stop, samples).flatten(),
-                                         self.to_vocab, buffers)
+                                         self.to_vocab, buffers, self.kernels)
             out[start:stop] = token_lp.view(stop - start, positions).sum(-1)
         return out
 
@@ -224,7 +228,7 @@ def pass_sizes(positions: int, lstm: nn.LSTM, vocab: int, pass_mib: float | None
                device: torch.device) -> tuple[int, int]:
     """(rows per LSTM pass, positions per vocabulary pass) for `pass_mib` MiB of float32: the
     budget bounds each stage's largest temporaries, the LSTM's inputs or gates (rows × positions
-    × max(input, 4H)) and, where torch computes them (no `vocab_kernel.kernel`), the logits with their
+    × max(input, 4H)) and, where torch computes them (no `vocab_kernel.applies`), the logits with their
     log-softmax (2 × positions × V)."""
     if pass_mib is None:
         pass_mib = DEFAULT_PASS_MIB.get(device.type, DEFAULT_PASS_MIB["cuda"])
@@ -244,13 +248,12 @@ def _rows(per_sentence: torch.Tensor, start: int, stop: int, samples: int) -> to
 
 
 def _target_log_probs(hidden: torch.Tensor, targets: torch.Tensor, layer: nn.Linear,
-                      buffers: torch.Tensor | None) -> torch.Tensor:
+                      buffers: torch.Tensor | None, kernels: Kernels) -> torch.Tensor:
     """log softmax(layer(hidden))[target] (N,), 0 where the target is IGNORE; no (N, V) tensor is
-    ever allocated. In C where `vocab_kernel.kernel` applies, the logits never leaving the cache;
+    ever allocated. In C where `vocab_kernel.applies`, the logits never leaving the cache;
     otherwise `buffers.size(1)` positions at a time in the two buffers (2, n, V)."""
-    lib = vocab_kernel.kernel(hidden)
-    if lib is not None:
-        return vocab_kernel.target_log_probs(lib, hidden, targets, layer)
+    if vocab_kernel.applies(kernels, hidden):
+        return vocab_kernel.target_log_probs(kernels, hidden, targets, layer)
     out = hidden.new_empty(len(hidden))
     logits, log_probs = buffers
     for start in range(0, len(hidden), len(logits)):

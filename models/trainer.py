@@ -10,7 +10,8 @@ from typing import Callable
 from models import generate, metrics, plots, saved
 from models.config import Config, parse_config, to_dict
 from models.files import MODEL_FILE, RECONSTRUCTIONS_FILE, SAMPLES_FILE
-from models.loop import EpochReport, EvaluationProgress, Loop
+from models.kernels import choice
+from models.loop import EpochReport, EvaluationProgress, Loop, resolve_device
 
 PLOT_SENTENCES = 200
 """Test sentences in the posterior-mean-space plot (He et al. plot 500; each costs 4001 decodes)."""
@@ -58,6 +59,13 @@ def train(config: dict | Config | None = None,
         with open(os.path.join(out_dir, "metrics.json"), "w") as fh:
             json.dump(result, fh, indent=2, default=float)
     return result
+
+
+def arithmetic(config: dict | Config | None = None) -> str:
+    """Which arithmetic `train(config)` uses on this machine, in one line (models/kernels/): what
+    tells apart two runs whose numbers differ only by it. Builds the kernels if they are not yet."""
+    cfg = parse_config(to_dict(config) if isinstance(config, Config) else config)
+    return choice.arithmetic(choice.resolve(cfg.model.kernels), resolve_device(cfg.device))
 
 
 def _write_model_and_text(loop: Loop, out_dir: str) -> None:

@@ -1,4 +1,7 @@
-"""Shared fixtures: one real MLflow tracking server and one local Ray per test session."""
+"""Shared fixtures: one real MLflow tracking server and one local Ray per test session; the
+C kernels' build targets that ran, said at the end."""
+import sys
+
 import pytest
 
 from sweeps import tracking
@@ -17,3 +20,11 @@ def local_ray():
     from sweeps import engine
     with engine.local_ray():
         yield
+
+
+def pytest_terminal_summary(terminalreporter):
+    kernel_tests = sys.modules.get("test_kernels") or sys.modules.get("tests.test_kernels")
+    if kernel_tests is not None and not kernel_tests.TARGETS:
+        terminalreporter.write_line("C kernels tested for: none (no C compiler)")
+    elif kernel_tests is not None and kernel_tests.TESTED_TARGETS:
+        terminalreporter.write_line(f"C kernels tested for: {', '.join(sorted(kernel_tests.TESTED_TARGETS))}")

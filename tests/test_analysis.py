@@ -45,7 +45,7 @@ def log_sweep(uri, tmp: Path, name: str, trials, space=SPACE, dataset="corpora/p
         run.start()
         run.log_config(tiny_config(tmp / "cache", seed=seed, data={"name": dataset},
                                    kl={"free_bits": {"kind": "fb", "lam": lam}}, train={"lr": lr}),
-                       space["method"])
+                       space["method"], f"arithmetic of {trial_id}")
         epochs = 2 if outcome == "completed" else 1
         assert run.log_epochs({epoch: {"val/neg_elbo": 120.0 - epoch - lam, "val/au": au or 0}
                                for epoch in range(1, epochs + 1)})
@@ -123,6 +123,7 @@ def test_trial_table_has_every_trial_and_round_trips_through_parquet(logged, tmp
     assert rows["t2"]["test/nll"] == 101.0 and rows["t2"]["test/au"] == 8 and rows["t2"]["status"] == "completed"
     assert rows["t2"]["epochs"] == 2 and rows["t2"][trial_table.BEST_VAL] == 120.0 - 2 - 6.0
     assert rows["t2"]["wall_time"] == 16.0 and rows["t2"]["method"] == "fb" and rows["t2"]["dataset"] == "ptb"
+    assert rows["t2"]["arithmetic"] == "arithmetic of t2" and "config.arithmetic" not in table.column_names
     assert rows["t2"]["test_time"] == 8.0 and rows["t5"]["test_time"] is None
     assert (rows["t5"]["status"], rows["t6"]["status"]) == ("pruned", "failed")
     assert rows["t5"]["test/nll"] is None and rows["t5"]["epochs"] == 1

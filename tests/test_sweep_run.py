@@ -19,6 +19,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+import models
 from models.config import parse_config
 from sweeps import cli, engine, tracking
 from sweeps.engine import progress
@@ -135,6 +136,8 @@ def test_diverging_trial_is_failed_with_reason_and_sweep_goes_on(tmp_path, monke
     assert parent.info.status == "FINISHED" and len(children) == 4
     diverged = [r for r in children if float(r.data.params["train.lr"]) > 1]
     assert diverged and len(diverged) < 4  # the seed samples both choices
+    arithmetic = models.arithmetic({})  # the trials' config leaves model.kernels and device at auto
+    assert all(r.data.params["arithmetic"] == r.data.tags["arithmetic.attempts"] == arithmetic for r in children)
     for run in children:
         if run in diverged:
             assert (run.info.status, run.data.tags["trial_status"]) == ("FAILED", "failed")

@@ -18,6 +18,9 @@ Schema (stable; columns in this order, then the config columns sorted by name):
                        double   validation metrics of the last epoch trained
     test_time          double   seconds of the test evaluation (null unless completed, and for
                                 trials logged before it was recorded)
+    arithmetic         string   which arithmetic the trial ran with (models/kernels/: the C
+                                kernels and their build, or torch's path; torch's CPU instruction
+                                set or GPU); null for trials logged before it was recorded
     config.<key>       int64 | double | bool | string
                                 every flattened config value (`config.kl.free_bits.lam`,
                                 `config.seed`); typed by its values across the table, null
@@ -38,14 +41,15 @@ import pyarrow.parquet as pq
 
 from sweeps.errors import UserError
 from sweeps.space import METHOD, TEST_METRICS, VAL_METRICS
-from sweeps.tracking import OUTCOME_STATUS, Store, Sweep, TrialRecord
+from sweeps.tracking import ARITHMETIC, OUTCOME_STATUS, Store, Sweep, TrialRecord
 
 CONFIG = "config."
 BEST_VAL = "val/neg_elbo_best"
 SCHEMA = pa.schema([("sweep", pa.string()), ("trial_id", pa.string()), ("run_id", pa.string()),
                     ("status", pa.string()), ("method", pa.string()), ("dataset", pa.string()),
                     ("epochs", pa.int64()), ("wall_time", pa.float64()), (BEST_VAL, pa.float64())]
-                   + [(m, pa.float64()) for m in TEST_METRICS + VAL_METRICS + ("test_time",)])
+                   + [(m, pa.float64()) for m in TEST_METRICS + VAL_METRICS + ("test_time",)]
+                   + [(ARITHMETIC, pa.string())])
 """The fixed leading columns; config.* columns follow."""
 _OUTCOME = {status: outcome for outcome, status in OUTCOME_STATUS.items()}
 
@@ -86,7 +90,7 @@ def completed(table: pa.Table, metrics: Sequence[str] = ()) -> pa.Table:
 
 
 def _row(store: Store, sweep: Sweep, trial: TrialRecord) -> dict:
-    config = {k: _value(v) for k, v in trial.params.items() if k != METHOD}
+    config = {k: _value(v) for k, v in trial.params.items() if k not in (METHOD, ARITHMETIC)}
     val_history = store.history(trial.run_id, "val/neg_elbo")
     wall = trial.metrics.get("wall_time")
     if wall is None and trial.start_ms and trial.end_ms:
@@ -97,6 +101,7 @@ def _row(store: Store, sweep: Sweep, trial: TrialRecord) -> dict:
             "epochs": max((step for step, _ in val_history), default=0), "wall_time": wall,
             BEST_VAL: min((value for _, value in val_history), default=None),
             **{m: trial.metrics.get(m) for m in TEST_METRICS + VAL_METRICS + ("test_time",)},
+            ARITHMETIC: trial.params.get(ARITHMETIC),
             **{CONFIG + k: v for k, v in config.items()}}
 
 

@@ -73,6 +73,7 @@ def test_line(test: dict[str, float]) -> str:
 def main(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     models.parse_config(config)  # refuse bad input before loading any data
+    print(f"arithmetic: {models.arithmetic(config)}", flush=True)
     try:
         result = models.train(config, on_epoch=_print_epoch, out_dir=args.out, init_from=args.init_from,
                               on_test=evaluation_printer())

@@ -90,8 +90,9 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
 
         try:
             config = ctx.space.trial_config(sampled, ctx.overrides)
-            run.log_config(config, sampled.get(METHOD, ctx.space.method))
-            run.record_placement(**_placement(config))
+            arithmetic = models.arithmetic(config)
+            run.log_config(config, sampled.get(METHOD, ctx.space.method), arithmetic)
+            run.record_placement(**_placement(config), arithmetic=arithmetic)
             result = models.train(config, on_epoch=on_epoch, out_dir=out_dir, resume_from=state, on_test=on_test)
             test, final = _final_metrics(result)
         except tuple(DETERMINISTIC) as err:

@@ -21,6 +21,10 @@ CURVES = ("train/loss", "val/neg_elbo", "val/recon", "val/kl", "val/mi", "val/au
 MAX_TAG_CHARS = 5000
 DIVERGED = "diverged: "
 """Prefix of the failure reason of a trial whose loss became NaN or infinite."""
+ARITHMETIC = "arithmetic"
+"""A trial's param (its first attempt's) and tag (with every attempt's): which arithmetic
+`models` ran it with (kernels, torch's CPU instruction set or GPU): two trials whose numbers
+differ only by it can be told apart."""
 CONFIG_ARTIFACT = "config.yaml"
 """The resolved trial config on each child run (re-runnable by `train --config`)."""
 
@@ -85,21 +89,25 @@ class TrialRun:
         self.client.update_run(self.run_id, status="RUNNING")
         self.client.set_tag(self.run_id, "trial_status", "running")
 
-    def record_placement(self, node_id: str, ip: str, hostname: str, device: str) -> None:
-        """Where this attempt runs; `node.attempts` lists the node of every attempt, so a
-        trial retried after losing its node shows where it moved."""
+    def record_placement(self, node_id: str, ip: str, hostname: str, device: str, arithmetic: str) -> None:
+        """Where this attempt runs and with which arithmetic; `node.attempts` lists the node of
+        every attempt, so a trial retried after losing its node shows where it moved, and
+        `arithmetic.attempts` (one line each, `|` between) whether it moved to other arithmetic."""
         from mlflow.entities import RunTag
-        attempts = self.client.get_run(self.run_id).data.tags.get("node.attempts")
+        tags = self.client.get_run(self.run_id).data.tags
+        attempts, arithmetics = tags.get("node.attempts"), tags.get(f"{ARITHMETIC}.attempts")
         self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in {
             "node.id": node_id, "node.ip": ip, "node.hostname": hostname, "device": device,
-            "node.attempts": f"{attempts},{node_id}" if attempts else node_id}.items()])
+            "node.attempts": f"{attempts},{node_id}" if attempts else node_id, ARITHMETIC: arithmetic,
+            f"{ARITHMETIC}.attempts": f"{arithmetics} | {arithmetic}" if arithmetics else arithmetic}.items()])
 
-    def log_config(self, config: dict, method: str | None) -> None:
-        """Flattened params, the method (preset or joint-space choice) and the config as
-        YAML, re-runnable by `train --config`."""
+    def log_config(self, config: dict, method: str | None, arithmetic: str) -> None:
+        """Flattened params, the method (preset or joint-space choice), the arithmetic and the
+        config as YAML, re-runnable by `train --config`."""
         if not self.is_new:
             return
         params = {k: str(v) for k, v in flatten(config).items()}
+        params[ARITHMETIC] = arithmetic
         if method is not None:
             params["method"] = method
         log_params(self.client, self.run_id, params)
