@@ -121,8 +121,14 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def repo_path(path: str | Path) -> str:
+    """PATH relative to the repository root: a committed results file names no machine's folders."""
+    return os.path.relpath(path, REPO)
+
+
 def header(title: str, settings: list[str]) -> str:
-    command = shlex.join(["python", "-m", f"experiments.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
+    args = [repo_path(arg) if os.path.isabs(arg) else arg for arg in sys.argv[1:]]
+    command = shlex.join(["python", "-m", f"experiments.{Path(sys.argv[0]).stem}", *args])
     lines = [f"# {title}", "",
              f"- Command (from the repository root): `{command}`",
              f"- Machine: {machine()}",

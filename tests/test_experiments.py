@@ -1,5 +1,8 @@
 """The experiments' shared pieces: configs from presets with per-method changes, and the tables."""
-from experiments.report import method_table, seed_table
+import sys
+
+from experiments.ptb_table import data_setting
+from experiments.report import REPO, header, method_table, seed_table
 from experiments.runs import method_config
 from models import parse_config
 
@@ -25,3 +28,11 @@ def test_tables_show_every_seed_and_the_ratio_to_the_vae():
     assert "| bn | 42.50 (0.71) |" in table and "2.00 (1.41)" in table  # wall ratios 3.0 and 1.0 per seed
     rows = seed_table(runs).splitlines()
     assert len(rows) == 2 + 4 and "| bn | 1 | 43.00 | 1.00 | 0.50 | 7 | 2 | 20 |" in rows
+
+
+def test_results_files_name_folders_relative_to_the_repository_not_this_machines(monkeypatch):
+    line = data_setting(REPO.parent / "shared" / "data" / "ptb", max_vocab=2000)  # ptb_table's default
+    assert "`../shared/data/ptb`" in line and str(REPO.parent) not in line
+    monkeypatch.setattr(sys, "argv", [str(REPO / "experiments" / "ptb_table.py"),
+                                      "--data-dir", str(REPO / "data" / "ptb"), "--workers", "2"])
+    assert "`python -m experiments.ptb_table --data-dir data/ptb --workers 2`" in header("PTB", [])
