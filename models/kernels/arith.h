@@ -11,41 +11,46 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef float v8 __attribute__((vector_size(32)));
+/* Vectors of the target's register width: a scalar times a vector wider than the registers
+   is lowered through memory, many times slower. The width changes no value: every operation
+   is lane by lane. */
+#ifdef __AVX__
+#define LANES 8
+#else
+#define LANES 4  /* SSE, NEON */
+#endif
+typedef float vf __attribute__((vector_size(4 * LANES)));
+typedef int32_t vi __attribute__((vector_size(4 * LANES)));
 
-static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-static inline v8 max8(v8 a, v8 b) {
-    typedef int32_t i8 __attribute__((vector_size(32)));
-    const i8 a_larger = a > b;
-    return (v8)((a_larger & (i8)a) | (~a_larger & (i8)b));
-}
+static inline vf loadv(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void storev(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static inline vf maxv(vf a, vf b) { const vi a_larger = a > b; return (vf)((a_larger & (vi)a) | (~a_larger & (vi)b)); }
 
 /* y[RB, M] += x[RB, R] · mat[R, M]: rows of x, y and mat xs, ys and ms floats apart. RB rows share
-   each load of mat, 16 columns at a time. Every element sums its R products in the order
+   each load of mat, 2 · LANES columns at a time. Every element sums its R products in the order
    r = 0, 1, ..., as y + x₀m₀ + x₁m₁ + ..., whichever block or tail it falls in: a row's values do
    not depend on the rows computed beside it, nor on which routine called this one. */
 static inline __attribute__((always_inline)) void accumulate_rows(
         const int RB, const float *restrict x, long xs, int R, const float *restrict mat, long ms, int M,
         float *restrict y, long ys) {
     int n = 0;
-    for (; n + 16 <= M; n += 16) {
-        v8 lo[RB], hi[RB];
-        for (int q = 0; q < RB; q++) { lo[q] = load8(y + q * ys + n); hi[q] = load8(y + q * ys + n + 8); }
+    for (; n + 2 * LANES <= M; n += 2 * LANES) {
+        vf lo[RB], hi[RB];
+        for (int q = 0; q < RB; q++) { lo[q] = loadv(y + q * ys + n); hi[q] = loadv(y + q * ys + n + LANES); }
         for (int r = 0; r < R; r++) {
-            const v8 m0 = load8(mat + r * ms + n), m1 = load8(mat + r * ms + n + 8);
+            const vf m0 = loadv(mat + r * ms + n), m1 = loadv(mat + r * ms + n + LANES);
             for (int q = 0; q < RB; q++) { const float v = x[q * xs + r]; lo[q] += v * m0; hi[q] += v * m1; }
         }
-        for (int q = 0; q < RB; q++) { store8(y + q * ys + n, lo[q]); store8(y + q * ys + n + 8, hi[q]); }
+        for (int q = 0; q < RB; q++) { storev(y + q * ys + n, lo[q]); storev(y + q * ys + n + LANES, hi[q]); }
     }
-    for (; n + 8 <= M; n += 8) {
-        v8 a[RB];
-        for (int q = 0; q < RB; q++) a[q] = load8(y + q * ys + n);
+    for (; n + LANES <= M; n += LANES) {
+        vf a[RB];
+        for (int q = 0; q < RB; q++) a[q] = loadv(y + q * ys + n);
         for (int r = 0; r < R; r++) {
-            const v8 m = load8(mat + r * ms + n);
+            const vf m = loadv(mat + r * ms + n);
             for (int q = 0; q < RB; q++) a[q] += x[q * xs + r] * m;
         }
-        for (int q = 0; q < RB; q++) store8(y + q * ys + n, a[q]);
+        for (int q = 0; q < RB; q++) storev(y + q * ys + n, a[q]);
     }
     for (; n < M; n++) {
         float a[RB];
@@ -56,6 +61,32 @@ static inline __attribute__((always_inline)) void accumulate_rows(
         }
         for (int q = 0; q < RB; q++) y[q * ys + n] = a[q];
     }
+}
+
+/* Σ e[0 .. n) in one order on every target: eight running sums, element j in sum j mod 8, then
+   the eight in order and the tail. */
+static inline float sum_in_eights(const float *restrict e, int n) {
+    vf s[8 / LANES] = {0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8 / LANES; k++) s[k] += loadv(e + j + k * LANES);
+    float sum = 0.0f;
+    for (int l = 0; l < 8; l++) sum += s[l / LANES][l % LANES];
+    for (; j < n; j++) sum += e[j];
+    return sum;
+}
+
+/* max e[0 .. n), n > 0: the same in any order. */
+static inline float max_of(const float *restrict e, int n) {
+    float m = e[0];
+    int j = 0;
+    if (n >= LANES) {
+        vf v = loadv(e);
+        for (j = LANES; j + LANES <= n; j += LANES) v = maxv(v, loadv(e + j));
+        for (int l = 0; l < LANES; l++) m = v[l] > m ? v[l] : m;
+    }
+    for (; j < n; j++) m = e[j] > m ? e[j] : m;
+    return m;
 }
 
 static inline float bits_to_float(int32_t i) { float f; memcpy(&f, &i, sizeof f); return f; }

@@ -5,7 +5,7 @@
 #include "arith.h"
 
 #define CHUNK 512  /* logits per row at a time: ROWS of them stay in the first-level cache */
-#define ROWS 6     /* rows sharing each load of w_t: 12 accumulators of 8 lanes */
+#define ROWS 6     /* rows sharing each load of w_t: 12 vector accumulators */
 
 /* scratch[RB][width] = bias[c0 ..] + h[RB, K] · w_t[K, c0 .. c0 + width), w_t's rows V floats
    apart, by the LSTM kernel's inner routine: a row's logits do not depend on the rows beside it. */
@@ -29,24 +29,12 @@ static inline __attribute__((always_inline)) void block(
         logits(RB, K, V, c0, width, h, w_t, bias, scratch);
         for (int q = 0; q < RB; q++) {
             const float *restrict x = scratch[q];
-            float m = x[0];  /* a max is the same in any order: eight lanes, then the rest */
-            int j = 0;
-            if (width >= 8) {
-                v8 m8 = load8(x);
-                for (j = 8; j + 8 <= width; j += 8) m8 = max8(m8, load8(x + j));
-                for (int l = 0; l < 8; l++) m = m8[l] > m ? m8[l] : m;
-            }
-            for (; j < width; j++) m = x[j] > m ? x[j] : m;
+            const float m = max_of(x, width);
             if (c0 == 0) { top[q] = m; total[q] = 0.0f; }
             else if (m > top[q]) { total[q] *= exp_f(top[q] - m); top[q] = m; }
             if (targets[q] >= c0 && targets[q] < c0 + width) picked[q] = x[targets[q] - c0];
             for (int j = 0; j < width; j++) e[j] = exp_f(x[j] - top[q]);
-            v8 s = {0};  /* summed over eight lanes in a fixed order */
-            for (j = 0; j + 8 <= width; j += 8) s += load8(e + j);
-            float sum = 0.0f;
-            for (int l = 0; l < 8; l++) sum += s[l];
-            for (; j < width; j++) sum += e[j];
-            total[q] += sum;
+            total[q] += sum_in_eights(e, width);
         }
     }
     for (int q = 0; q < RB; q++) out[q] = targets[q] < 0 ? 0.0f : picked[q] - top[q] - log_f(total[q]);
