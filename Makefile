@@ -2,6 +2,7 @@
 #   make demo   install, then run a complete small sweep on the embedded default
 #   make test   install, then run the test suite
 VENV ?= .venv
+DEMO_NAME ?= demo
 PY := $(VENV)/bin/python
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -18,9 +19,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(PY) -m sweeps run search_spaces/demo.yaml --name demo
+	$(PY) -m sweeps run search_spaces/demo.yaml --name $(DEMO_NAME)
+
+# The model tests that run again on torch's path, as a node without a C compiler runs them
+# (models/kernels/), so that the fallback cannot rot.
+TORCH_PATH_TESTS = tests/test_train.py tests/test_train_cli.py tests/test_metrics.py tests/test_methods.py \
+	tests/test_generate.py tests/test_pooling.py tests/test_objective.py
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+	MODELS_NATIVE=off $(PY) -m pytest -q $(TORCH_PATH_TESTS)
 
 .PHONY: install demo test

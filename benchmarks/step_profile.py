@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import make_optimizers, train_step  # noqa: E402
 from machine import OtherLoad  # noqa: E402
 from train_throughput import build, header  # noqa: E402
-from models.kernels.lstm import LSTM  # noqa: E402  (train_throughput put this checkout first)
+from models.kernels.choice import resolve  # noqa: E402  (train_throughput put this checkout first)
+from models.kernels.lstm import LSTM  # noqa: E402
 
 SHARED = {"LSTM (oneDNN's; ours: the kernel)": ("aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward",
                                                  "_Recurrence", "_RecurrenceBackward"),
@@ -95,7 +96,7 @@ def time_lstms(args) -> None:
         out, (h, _) = module(inputs)
         (out.sum() + h[0].sum()).backward()
 
-    kernel = LSTM(50, 50, batch_first=True)
+    kernel = LSTM(50, 50, batch_first=True, kernels=resolve("native"))
     kernel.load_state_dict(lstm.state_dict())
     # The same call on next to no work: what of oneDNN's time is fixed cost per call.
     tiny = nn.LSTM(2, 2, batch_first=True), torch.randn(2, 12, 2, requires_grad=True)
