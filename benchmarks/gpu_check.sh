@@ -70,7 +70,7 @@ if [ "$SKIP_DEMO" = 1 ]; then skip demo "--skip-demo"; else
     make demo DEMO_NAME="gpu-check-$STAMP"
 fi
 
-TRAIN=(--epochs 1 --device "$DEVICE" --set data.synthetic_sentences=2000 --set eval.iw_samples=20)
+TRAIN=(--epochs 1 --device "$DEVICE" --set data.synthetic_sentences=1000 --set data.batch_size=32 --set eval.iw_samples=20)
 if [ "$CUDA" = 1 ]; then
   for method in $("$PY" -c 'import models; print(*models.PRESETS)'); do
     check "train-$method" "1 epoch on $DEVICE" "$PY" -m sweeps train --method "$method" "${TRAIN[@]}" \

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 import models  # noqa: E402
 from models import metrics  # noqa: E402
-from models.config import parse_config  # noqa: E402
+from models.resolve import parse_config  # noqa: E402
 from models.loop import Loop  # noqa: E402
 from machine import OtherLoad  # noqa: E402
 from reference import ReferenceVAE, make_optimizers, nll_iw, train_step  # noqa: E402

@@ -1,9 +1,10 @@
-"""Typed, validated training configuration.
+"""Typed training configuration: the dataclasses and the plain-data helpers, importing nothing of
+`models` (models/resolve.py turns a nested dict into a validated `Config`).
 
-A config is plain data: a nested dict (from YAML, the CLI or a sweep) is turned
-into these dataclasses by `parse_config`, which refuses unknown keys and wrong
-types with a message naming the dotted key. Every field here is a dotted path a
-search space may set (`train.lr`, `kl.free_bits.lam`, `methods.scale.des_std`).
+A config is plain data: a nested dict (from YAML, the CLI or a sweep) is turned into these
+dataclasses by `from_dict`, which refuses unknown keys and wrong types with a message naming
+the dotted key. Every field here is a dotted path a search space may set (`train.lr`,
+`kl.free_bits.lam`, `methods.scale.des_std`).
 """
 from __future__ import annotations
 
@@ -235,24 +236,8 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def parse_config(data: dict | Config | None) -> Config:
-    """Validate a nested dict into a `Config`, including each method's parameters."""
-    from models.profiles import profile_config, resolve_profile  # profiles import ConfigError
-    data = data or {}
-    if isinstance(data, dict):
-        profile = resolve_profile(data)
-        data = merge(profile_config(profile), {**data, "profile": profile})  # recorded as resolved
-    cfg = from_dict(Config, data)
-    _check_ranges(cfg)
-    from models.methods import validate_methods  # registry imports config; avoid a cycle
-    cfg.methods = validate_methods(cfg.methods)
-    if cfg.model.kind == "lm" and cfg.methods:
-        # Every method acts on the encoder or the posterior, which the LM has not.
-        raise ConfigError(f"methods.{next(iter(cfg.methods))}: needs an encoder; model.kind must be 'vae'")
-    return cfg
-
-
-def _check_ranges(cfg: Config) -> None:
+def check_ranges(cfg: Config) -> None:
+    """ConfigError for a value outside its range (what a type alone cannot say)."""
     positive = {"data.batch_size": cfg.data.batch_size, "model.latent_dim": cfg.model.latent_dim,
                 "model.enc_hidden": cfg.model.enc_hidden, "model.dec_hidden": cfg.model.dec_hidden,
                 "model.enc_emb_dim": cfg.model.enc_emb_dim, "model.dec_emb_dim": cfg.model.dec_emb_dim,

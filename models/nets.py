@@ -9,6 +9,7 @@ import functools
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -65,6 +66,27 @@ def pool_states(states: torch.Tensor, mask: torch.Tensor | None, kind: str) -> t
         score = score.masked_fill(~valid, float("-inf"))
     index = score.argmax(1, keepdim=True)  # (B, 1, H)
     return states.gather(1, index).squeeze(1)
+
+
+class FixedScaleBatchNorm(nn.Module):
+    """Batch normalisation of μ (B, D) with a constant scale γ (a buffer) and a learnable shift β.
+
+    Training uses the minibatch statistics and updates running ones, which evaluation
+    uses (as nn.BatchNorm1d). A training batch of one sentence has no spread, so it is
+    normalised with the running statistics instead of failing.
+    """
+
+    def __init__(self, dim: int, gamma: float, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("gamma", torch.full((dim,), float(gamma)))
+        self.beta = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+
+    def forward(self, mu: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(mu, self.running_mean, self.running_var, weight=self.gamma, bias=self.beta,
+                            training=self.training and mu.size(0) > 1, momentum=self.momentum, eps=self.eps)
 
 
 class Encoder(nn.Module):

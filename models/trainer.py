@@ -8,7 +8,8 @@ import warnings
 from typing import Callable
 
 from models import generate, metrics, plots, saved
-from models.config import Config, parse_config, to_dict
+from models.config import Config, to_dict
+from models.resolve import parse_config
 from models.files import MODEL_FILE, RECONSTRUCTIONS_FILE, SAMPLES_FILE
 from models.kernels import choice
 from models.loop import EpochReport, EvaluationProgress, Loop, resolve_device

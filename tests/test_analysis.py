@@ -17,7 +17,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from models.config import parse_config, to_dict
+from models.config import to_dict
+
+from models.resolve import parse_config
 from sweeps import cli, tracking
 from sweeps.analysis import confirm, export, pareto, trial_table
 from sweeps.space import load_space

@@ -1,6 +1,8 @@
 import pytest
 
-from models.config import ConfigError, parse_config, set_dotted, to_dict
+from models.config import ConfigError, set_dotted, to_dict
+
+from models.resolve import parse_config
 from models.presets import PRESETS, preset_config
 
 

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import models
-from models.config import ModelConfig, parse_config
+from models.config import ModelConfig
+from models.resolve import parse_config
 from models.kernels import build, choice, lstm as lstm_module, vocab as vocab_module
 from models.kernels.choice import Kernels, KernelsError
 from models.kernels.lstm import LSTM

@@ -5,13 +5,14 @@ import pytest
 import torch
 
 import models
-from models.config import ConfigError, parse_config
+from models.config import ConfigError
+from models.resolve import parse_config
 from models.data import load_corpus
 from models.loop import Loop
 from models.methods import REGISTRY, validate_methods
 from models.methods import scale as scale_module
 from models.methods.aggressive import AggressiveParams, inner_loop_done
-from models.methods.bn import FixedScaleBatchNorm
+from models.nets import FixedScaleBatchNorm
 from models.objective import kl_per_dim
 from tests.helpers import tiny_config as config
 

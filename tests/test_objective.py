@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from models.config import KLConfig, parse_config
+from models.config import KLConfig
+
+from models.resolve import parse_config
 from models.objective import kl_per_dim, kl_term, kl_weight
 
 

@@ -10,7 +10,9 @@ import optuna
 import pytest
 import yaml
 
-from models.config import ConfigError, parse_config
+from models.config import ConfigError
+
+from models.resolve import parse_config
 from sweeps.space import METHOD, Objective, Param, Resources, SpaceError, load_space
 from sweeps.space import loader, parameters, probe, rules
 

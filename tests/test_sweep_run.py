@@ -20,7 +20,7 @@ import yaml
 from mlflow import MlflowClient
 
 import models
-from models.config import parse_config
+from models.resolve import parse_config
 from sweeps import cli, engine, tracking
 from sweeps.engine import progress
 from sweeps.engine.progress import Progress, TrialRow, pareto_front

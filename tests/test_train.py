@@ -8,7 +8,7 @@ import torch
 import models
 from models.loop import Loop, step
 from models.nets import Dropout, padding_mask
-from models.config import parse_config
+from models.resolve import parse_config
 from tests.helpers import tiny_config
 
 TEST_KEYS = {"nll", "ppl", "neg_elbo", "recon", "kl", "mi", "au"}

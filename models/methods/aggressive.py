@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Sequence
-
-import torch
+from typing import TYPE_CHECKING, Sequence
 
 from models.config import ConfigError
 from models.methods import register
 from models.methods.base import Method, StepPlan
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -88,6 +89,7 @@ class Aggressive(Method):
 
     def _fresh_batch(self, loop):
         """The next minibatch of the inner loop's own endless shuffled passes over the training split."""
+        import torch
         if self._batches is None:
             if self.pass_state is None:
                 self.pass_state = torch.Generator().manual_seed(loop.cfg.seed + self.SEED_OFFSET).get_state()

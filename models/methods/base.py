@@ -4,16 +4,17 @@ A method is a small unit that changes the training procedure or the
 architecture (He et al.'s aggressive training, Scale-VAE, BN-VAE, encoder
 pretraining). It is switched on by naming it under `methods:` in the config,
 with its own parameters dataclass, and composes with the loss-only settings
-(`kl:` annealing, free bits, β) and with other methods.
+(`kl:` annealing, free bits, β) and with other methods. A method's module imports torch only
+inside the hooks that train: validating its parameters (models/resolve.py) stays light.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
+if TYPE_CHECKING:  # annotations only: validating a config imports no torch
+    import torch
 
-if TYPE_CHECKING:
     from models.loop import Loop
 
 

@@ -10,12 +10,14 @@ posterior, Song footnote 1) and generation (z ~ N(0, I) multiplied by f) read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from models.config import ConfigError
 from models.methods import register
 from models.methods.base import Method
+
+if TYPE_CHECKING:
+    import torch
 
 STD_FLOOR = 1e-6
 """Smallest Std[μ_d] divided by: a dimension whose means are all equal would give f = ∞."""

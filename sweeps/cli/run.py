@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from models.config import parse_config
+from models.resolve import parse_config
 from sweeps import tracking
 from sweeps.cli import resume
 from sweeps.cli.options import add_config_options, add_tracking_option, option_for, overrides_from_args

@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from models.config import merge, parse_config, set_dotted, to_dict
+from models.config import merge, set_dotted, to_dict
+
+from models.resolve import parse_config
 from models.presets import preset_config
 
 METHOD = "method"
