@@ -24,7 +24,7 @@ demo: $(VENV)/.installed
 # The model tests that run again on torch's path, as a node without a C compiler runs them
 # (models/kernels/), so that the fallback cannot rot.
 TORCH_PATH_TESTS = tests/test_train.py tests/test_train_cli.py tests/test_metrics.py tests/test_methods.py \
-	tests/test_generate.py tests/test_pooling.py tests/test_objective.py
+	tests/test_generate.py tests/test_pooling.py tests/test_kl.py
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -5,6 +5,7 @@ per sentence, D latent dimensions, H hidden units, V vocabulary.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -18,6 +19,19 @@ from models.data import UNK
 from models.kernels import vocab as vocab_kernel
 from models.kernels.choice import Kernels, resolve
 from models.kernels.lstm import LSTM
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """Eval mode (no dropout) without gradients, the model's mode restored after: how metrics
+    and decoding run a model mid-training."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
 
 
 def init_uniform(module: nn.Module) -> None:
@@ -134,8 +148,11 @@ class Encoder(nn.Module):
 class Dropout(nn.Dropout):
     """`nn.Dropout`, whose CPU mask is drawn by `uniform_` rather than `bernoulli_`: the same
     Bernoulli(1 − p) keep mask, scaled by 1 / (1 − p), at 2.5× less RNG time on a CPU, where the
-    decoder's two dropouts cost a small model's step a few per cent (docs/benchmarks.md). GPUs
-    keep torch's fused kernel, as does `inplace=True` (the mask is applied out of place)."""
+    decoder's two dropouts cost a small model's step a few per cent. Kept because it gained ≥ 5 %
+    in one run of the training step at the synthetic profile's batch 16 against `nn.Dropout`
+    (1.09×; 1.03× at batch 32: `train_throughput.py --only handwritten`, docs/benchmarks.md,
+    2026-12-07, a loaded machine). GPUs keep torch's fused kernel, as does `inplace=True` (the
+    mask is applied out of place)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.inplace or x.device.type != "cpu" or not 0.0 < self.p < 1.0:
@@ -322,7 +339,27 @@ class TargetLogProb(torch.autograd.Function):
         return grad_hidden, grad_weight, grad_bias, None
 
 
+READINGS = {"trained": "", "decoder": "_dec"}
+"""The two proposals q(z|x) of a scaled model's metrics, and the suffix of their metric names
+(`TextVAE.proposal`)."""
+
+
 class TextVAE(nn.Module):
+    """The LSTM text VAE of He et al. (§6): the encoder's q(z|x) = N(μ, diag σ²), the prior
+    p(z) = N(0, I), and a decoder p(x|z) fed z as its initial state and beside every word.
+
+    Scale-VAE (Song et al. §3.1; models/methods/scale.py) puts a per-dimension factor f between
+    z and the decoder. The generative model every metric and every sample describes is then
+    z ~ N(0, I), x ~ p(x | f·z), as Song et al. generate ("after sampling a latent variable z
+    from the prior p(z), we multiply it by the factor f", §3.1), with f the factor the decoder
+    trained with (`latent_scale`; ones for every other method, where all of this is the plain
+    VAE). Training feeds the decoder f·μ + σε, which is z ~ N(μ, σ²/f²) of this model, while its
+    KL term is that of N(μ, σ²). Song et al. do not say which their IW-NLL proposes from, so a
+    scaled model's metrics are given for both (`READINGS`, `proposal`): "trained", N(μ, σ²), whose
+    KL the objective holds (metrics without a suffix), and "decoder", N(μ, σ²/f²), the input
+    the decoder trained on (suffix `_dec`). Each is a bound on the same model's NLL with its own
+    ELBO; the first is tight in the dimensions the decoder ignores, the second in those it uses.
+    """
     is_vae = True
 
     def __init__(self, vocab_size: int, cfg: ModelConfig):
@@ -330,29 +367,32 @@ class TextVAE(nn.Module):
         self.latent_dim = cfg.latent_dim
         self.encoder = Encoder(vocab_size, cfg)
         self.decoder = Decoder(vocab_size, cfg, cfg.latent_dim)
-        # Scale-VAE's factor f (Song et al. §3.1): the decoder sees z ~ N(f·μ, σ²) and,
-        # generating, f·z with z ~ N(0, I). Ones for every other method.
         self.register_buffer("latent_scale", torch.ones(cfg.latent_dim))
         init_uniform(self)
+
+    @property
+    def scaled(self) -> bool:
+        """Whether a factor f ≠ 1 stands between z and the decoder (Scale-VAE)."""
+        return not bool((self.latent_scale == 1).all())
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior q(z|x) whose KL to N(0, I) is trained: μ, log σ², each (B, D)."""
         return self.encoder(tokens, lengths)
 
-    def posterior(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The posterior as the decoder sees it at evaluation (μ scaled by f)."""
-        mu, logvar = self.encode(tokens, lengths)
-        return mu * self.latent_scale, logvar
+    def proposal(self, mu: torch.Tensor, logvar: torch.Tensor,
+                 reading: str = "trained") -> tuple[torch.Tensor, torch.Tensor]:
+        """μ, log σ² (B, D) of the q(z|x) a metric's `reading` (READINGS) samples z from, given the
+        encoder's μ, log σ²."""
+        return (mu, logvar) if reading == "trained" else (mu, logvar - 2 * self.latent_scale.log())
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """log N(z; 0, diag f²) summed over the last dimension (the decoder's effective prior)."""
-        scale = self.latent_scale
-        return (-0.5 * (z / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+        """log N(z; 0, I) summed over the last dimension."""
+        return (-0.5 * z ** 2 - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def decode_log_prob(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor, *,
                         pass_mib: float | None = None) -> torch.Tensor:
-        """log p(x|z): tokens (B, T), z (B, K, D) → (B, K) (`Decoder.log_prob`)."""
-        return self.decoder.log_prob(tokens, lengths, z, pass_mib=pass_mib)
+        """log p(x|z), the decoder fed f·z: tokens (B, T), z (B, K, D) → (B, K) (`Decoder.log_prob`)."""
+        return self.decoder.log_prob(tokens, lengths, z * self.latent_scale if self.scaled else z, pass_mib=pass_mib)
 
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.encoder.features(tokens, lengths)

@@ -47,7 +47,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
 
 def _print_epoch(report: models.EpochReport) -> None:
     m = report.metrics
-    print(f"epoch {report.epoch:3d}  train loss {m['train/loss']:.3f}  val -elbo {m['val/neg_elbo']:.3f}  "
+    print(f"epoch {report.validation:3d}  train loss {m['train/loss']:.3f}  val -elbo {m['val/neg_elbo']:.3f}  "
           f"kl {m['val/kl']:.3f}  mi {m.get('val/mi', float('nan')):.3f}  au {m.get('val/au', 0):.0f}  "
           f"lr {m['lr']:.3g}  ({m['epoch_time']:.1f}s)", flush=True)
 

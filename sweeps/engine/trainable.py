@@ -72,13 +72,13 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
         run.log_epochs(history)  # what the server missed before this attempt
 
         def on_epoch(report: models.EpochReport) -> None:
-            history[report.epoch] = report.metrics
+            history[report.validation] = report.metrics
             run.log_epochs(history)  # without the server, training goes on: kept for when it is back
             with tempfile.TemporaryDirectory() as tmp:
                 report.save_checkpoint(os.path.join(tmp, STATE_FILE))
                 Path(tmp, RUN_ID_FILE).write_text(run.run_id)
                 Path(tmp, HISTORY_FILE).write_text(json.dumps(history))
-                tune.report({**report.metrics, "epoch": report.epoch},
+                tune.report({**report.metrics, "epoch": report.validation},
                             checkpoint=tune.Checkpoint.from_directory(tmp))
 
         def on_test(progress: models.EvaluationProgress) -> None:

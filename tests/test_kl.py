@@ -4,7 +4,7 @@ import torch
 from models.config import KLConfig
 
 from models.resolve import parse_config
-from models.objective import kl_per_dim, kl_term, kl_weight
+from models.kl import kl_per_dim, kl_term, kl_weight
 
 
 def kl_cfg(**kw):
