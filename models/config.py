@@ -28,6 +28,9 @@ class DataConfig:
     valid: str | None = None
     test: str | None = None
     batch_size: int = 32
+    batch_order: Literal["regroup", "fixed"] = "regroup"
+    """regroup: each epoch breaks ties in length at random, so its batches differ; fixed: the
+    batches are made once and only their order is shuffled each epoch, as in He et al.'s code."""
     max_vocab: int | None = None
     """Keep the most frequent words of the training split (specials not counted)."""
     min_count: int = 1
@@ -125,6 +128,9 @@ class EvalConfig:
     mi_samples: int = 1
     """Samples per sentence for the MI estimate (He et al. Eq. 5)."""
     au_threshold: float = 0.01
+    mi_batch: bool = True
+    """Also He et al.'s MI estimate, over each minibatch rather than the whole split (`mi_batch`;
+    models/metrics.py): the estimator of the papers' tables, at most log(batch size)."""
     val_mi: bool = True
     """Compute MI and AU on the validation split at each validation."""
     every_steps: int | None = None
@@ -142,8 +148,8 @@ class Config:
     threads: int = 0
     """torch threads; 0 = the CPUs this process may run on."""
     profile: str = "auto"
-    """The papers' sizes for a corpus, under every other value: auto, none, synthetic, ptb, yahoo,
-    yelp (models/profiles.py)."""
+    """The papers' sizes for a corpus, under every other value: auto, none, synthetic,
+    synthetic-he, synthetic-song, ptb, yahoo, yelp (models/profiles.py)."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     kl: KLConfig = field(default_factory=KLConfig)

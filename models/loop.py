@@ -183,8 +183,8 @@ class Loop:
     # -- training -----------------------------------------------------------------
     def shuffled(self):
         """The training split once, in a shuffled order drawn from the loop's own generator."""
-        for batch in self.corpus.train.batches(self.cfg.data.batch_size, shuffle=True,
-                                               generator=self.shuffle_generator):
+        for batch in self.corpus.train.batches(self.cfg.data.batch_size, shuffle=True, generator=self.shuffle_generator,
+                                               regroup=self.cfg.data.batch_order == "regroup"):
             yield batch.to(self.device)
 
     def train_on(self, batches) -> dict[str, float]:

@@ -201,6 +201,23 @@ def mutual_info_from(mu: torch.Tensor, logvar: torch.Tensor, *, samples: int = 1
     return (log_q_zx.mean() - log_qz.mean()).item()
 
 
+def mutual_info_per_batch(mu: torch.Tensor, logvar: torch.Tensor, batch_size: int, *, generator=None) -> float:
+    """He et al.'s estimator of I_q(x; z) (their code's `calc_mi`, which Li et al. use too,
+    footnote 13): for each minibatch of `batch_size` consecutive posteriors (the evaluation's
+    batches), the analytic E_q(z|x)[log q(z|x)] minus E[log q(z)] with q(z) the mixture of the
+    batch's posteriors and one z per sentence; the sentence-weighted mean over minibatches. It
+    is at most log(batch size), unlike `mutual_info_from`'s aggregate over the whole split: the
+    papers' tables used this one."""
+    generator = _rng(generator)
+    total, dim = 0.0, mu.size(1)
+    for m, lv in zip(mu.double().split(batch_size), logvar.double().split(batch_size)):
+        neg_entropy = (-0.5 * dim * LOG_2PI - 0.5 * (1 + lv).sum(-1)).mean()
+        z = _sample(m, lv, 1, generator).double()  # (B, 1, D): one z per sentence, against every posterior
+        log_qz = torch.logsumexp(_log_normal(z, m.unsqueeze(0), lv.unsqueeze(0)), dim=1) - math.log(len(m))
+        total += (neg_entropy - log_qz.mean()).item() * len(m)
+    return total / len(mu)
+
+
 def mutual_info(model, split, *, batch_size: int, device, generator=None, samples: int = 1) -> float:
     """I_q(x; z) over the whole split (see `mutual_info_from`) under the posterior the decoder
     sees (Song et al. footnote 1: Scale-VAE's scaled means); 0 for an LM."""
@@ -230,7 +247,8 @@ def active_units(model, split, *, batch_size: int, device, threshold: float = 0.
 def evaluate(model, split, cfg: EvalConfig, *, batch_size: int, device, generator=None,
              iw: bool = True, mi: bool = True,
              on_progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
-    """neg_elbo, recon, kl; with `iw` nll and ppl; with `mi` mi and au. A scaled model (Scale-VAE)
+    """neg_elbo, recon, kl; with `iw` nll and ppl; with `mi` mi, au and (`cfg.mi_batch`) mi_batch, He
+    et al.'s per-minibatch MI (`mutual_info_per_batch`). A scaled model (Scale-VAE)
     has the first five again under its decoder's proposal, suffixed `_dec` (`readings`).
     `on_progress`: the IW-NLL's (`iw_nll`), over every reading's pass; an LM, whose NLL is
     exact, makes no call.
@@ -254,8 +272,10 @@ def evaluate(model, split, cfg: EvalConfig, *, batch_size: int, device, generato
         out.update(mi=mutual_info_from(mu * model.latent_scale, logvar, samples=cfg.mi_samples,
                                        generator=generator),
                    au=float((mean_variances(mu) >= cfg.au_threshold).sum()))
+        if cfg.mi_batch:
+            out["mi_batch"] = mutual_info_per_batch(mu * model.latent_scale, logvar, batch_size, generator=generator)
     elif mi:
-        out.update(mi=0.0, au=0.0)
+        out.update(mi=0.0, au=0.0, **({"mi_batch": 0.0} if cfg.mi_batch else {}))
     return out
 
 

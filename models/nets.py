@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from models.config import ModelConfig
-from models.data import UNK
+from models.data import PAD, UNK
 from models.kernels import vocab as vocab_kernel
 from models.kernels.choice import Kernels, resolve
 from models.kernels.lstm import LSTM
@@ -170,7 +170,8 @@ class Decoder(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.word_dropout = cfg.word_dropout
-        self.embed = nn.Embedding(vocab_size, cfg.dec_emb_dim)
+        # The padding row takes no gradient, as in He et al.'s code (VarLSTMDecoder).
+        self.embed = nn.Embedding(vocab_size, cfg.dec_emb_dim, padding_idx=PAD)
         self.dropout_in = Dropout(cfg.dec_dropout_in)
         self.dropout_out = Dropout(cfg.dec_dropout_out)
         self.kernels = resolve(cfg.kernels)

@@ -1,5 +1,6 @@
 """The methods of issue 3, each mechanism directly, plus a contract test over every registered method."""
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -89,19 +90,35 @@ def test_inner_loop_updates_only_the_encoder(data_dir):
     assert (agg.inner_steps, agg.consumed) == (4, 3)
 
 
+EPOCH_END, MID_EPOCH = SimpleNamespace(epoch_batches=0), SimpleNamespace(epoch_batches=7)
+"""The loop as the aggressive method's MI check sees it: at an epoch's end, and inside one."""
+
+
 def test_aggressive_mode_switches_off_when_mi_stops_rising():
     agg = REGISTRY["aggressive"](AggressiveParams())
     seen = []
     for mi in [0.5, 1.0, 1.0, 0.9, 2.0]:
         metrics = {"val/mi": mi}
-        agg.after_validation(None, metrics)
+        agg.after_validation(EPOCH_END, metrics)
         seen.append(metrics["train/aggressive"])
     # An equal MI keeps it on (the reference code stops on a strict fall); then off for good.
     assert seen == [1.0, 1.0, 1.0, 1.0, 0.0] and not agg.active
     assert agg.before_step(None, None) is None  # plain joint updates from then on
     first = REGISTRY["aggressive"](AggressiveParams())
-    first.after_validation(None, {"val/mi": -0.01})  # below a fresh model's MI of 0
+    first.after_validation(EPOCH_END, {"val/mi": -0.01})  # below a fresh model's MI of 0
     assert not first.active
+
+
+@pytest.mark.parametrize("mi_check,stays_on", [("epoch", True), ("validation", False)])
+def test_aggressive_compares_mi_at_epoch_ends_as_he_et_al(mi_check, stays_on):
+    # He et al. §4.2 and text.py check once per epoch: a validation inside an epoch
+    # (eval.every_steps) whose MI fell does not end aggressive mode, unless told to check there.
+    agg = REGISTRY["aggressive"](AggressiveParams(mi_check=mi_check))
+    agg.after_validation(EPOCH_END, {"val/mi": 1.0})
+    agg.after_validation(MID_EPOCH, {"val/mi": 0.5})
+    assert agg.active is stays_on
+    agg.after_validation(EPOCH_END, {"val/mi": 0.8})  # below the last MI compared (1.0, or 0.5)
+    assert not agg.active
 
 
 def test_aggressive_needs_validation_mi(data_dir):

@@ -11,7 +11,7 @@ from models.nets import Dropout, padding_mask
 from models.resolve import parse_config
 from tests.helpers import tiny_config
 
-TEST_KEYS = {"nll", "ppl", "neg_elbo", "recon", "kl", "mi", "au"}
+TEST_KEYS = {"nll", "ppl", "neg_elbo", "recon", "kl", "mi", "mi_batch", "au"}
 
 
 def test_train_returns_test_metrics_and_history(tmp_path):

@@ -30,7 +30,7 @@ def test_train_command_writes_metrics_and_rerunnable_config(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("epoch ") >= 2
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["test"]) == {"nll", "ppl", "neg_elbo", "recon", "kl", "mi", "au"}
+    assert set(metrics["test"]) == {"nll", "ppl", "neg_elbo", "recon", "kl", "mi", "mi_batch", "au"}
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["kl"]["free_bits"] == {"kind": "fb", "lam": 3.0}
     assert config["seed"] == 3 and config["train"]["max_epochs"] == 2

@@ -27,7 +27,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                         help="fix a dotted config key, e.g. --set kl.free_bits.lam=5 (value parsed as YAML)")
     parser.add_argument("--dataset", help="'synthetic' or a prefix P reading P.train.txt, P.valid.txt, P.test.txt")
     parser.add_argument("--profile", help="the papers' sizes for a corpus: auto (default: by the corpus's "
-                                          "name), none, synthetic, ptb, yahoo, yelp (models/profiles.py)")
+                                          "name), none, synthetic, synthetic-he, synthetic-song, ptb, yahoo, yelp "
+                                          "(models/profiles.py)")
     parser.add_argument("--epochs", type=int, help="cap on training epochs (train.max_epochs)")
     parser.add_argument("--seed", type=int, help="random seed")
 
