@@ -20,6 +20,7 @@ import torch
 from models import metrics as M
 from models.config import Config, to_dict
 from models.data import load_corpus
+from models.diagnostics import collapse_diagnostics
 from models.methods import StepPlan, build_methods
 from models.nets import build_model
 from models.kl import kl_per_dim, kl_term, kl_weight
@@ -289,6 +290,7 @@ class Loop:
             metrics = self.train_on(self.interval_batches())
             self.evaluations += 1
             metrics.update(self.validate())
+            metrics.update(collapse_diagnostics(self))
             metrics.update(lr=self.lr, kl_weight=self.current_kl_weight(), step=float(self.step))
             for method in self.methods:
                 method.after_validation(self, metrics)

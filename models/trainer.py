@@ -11,6 +11,7 @@ from models import generate, metrics, plots, saved
 from models.config import Config, to_dict
 from models.resolve import parse_config
 from models.files import MODEL_FILE, RECONSTRUCTIONS_FILE, SAMPLES_FILE
+from models.diagnostics import verdict
 from models.kernels import choice
 from models.loop import EpochReport, EvaluationProgress, Loop, resolve_device
 
@@ -22,7 +23,8 @@ def train(config: dict | Config | None = None,
           on_epoch: Callable[[EpochReport], bool | None] | None = None,
           out_dir: str | None = None, resume_from: str | None = None, init_from: str | None = None,
           on_test: Callable[[EvaluationProgress], None] | None = None) -> dict:
-    """Train one configuration and return its test metrics and history.
+    """Train one configuration and return its test metrics, history and verdict (one line on
+    whether the latent is active and why: models/diagnostics.py).
 
     `on_epoch(report)` sees each epoch's metrics and may stop training by
     returning True; `on_test(progress)` sees the test evaluation's progress, which after a short
@@ -48,6 +50,7 @@ def train(config: dict | Config | None = None,
         "test_time": time.perf_counter() - start,
         "best_val": loop.best_val,
         "stopped_early": stopped,
+        "verdict": verdict(loop, test),
         "config": to_dict(cfg),
         "init_from": init_from,
     }

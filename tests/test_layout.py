@@ -31,7 +31,7 @@ OWNERS = {  # a library (or part of one) -> the only parts that may use it; the 
     "pyarrow": {"analysis"},
     "models": {"space", "analysis", "engine", "cli"},  # never tracking: its server process stays light
 }
-READ_SIDE = {"Store", "Sweep", "TrialRecord", "OUTCOME_STATUS", "ARITHMETIC", "CONFIG_ARTIFACT", "flatten"}
+READ_SIDE = {"Store", "Sweep", "TrialRecord", "OUTCOME_STATUS", "ARITHMETIC", "VERDICT", "CONFIG_ARTIFACT", "flatten"}
 """What analysis may use of tracking: the read side, and the names of what trial runs record."""
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import models
+import models.diagnostics
 from models.config import ConfigError
 from models.resolve import parse_config
 from models.data import load_corpus
@@ -90,7 +91,7 @@ def test_inner_loop_updates_only_the_encoder(data_dir):
     assert (agg.inner_steps, agg.consumed) == (4, 3)
 
 
-EPOCH_END, MID_EPOCH = SimpleNamespace(epoch_batches=0), SimpleNamespace(epoch_batches=7)
+EPOCH_END, MID_EPOCH = SimpleNamespace(epoch_batches=0, epoch=3), SimpleNamespace(epoch_batches=7, epoch=4)
 """The loop as the aggressive method's MI check sees it: at an epoch's end, and inside one."""
 
 
@@ -147,7 +148,7 @@ def test_within_f_epo_no_gradient_changes_the_spread_of_the_scaled_means():
 
 def test_scale_reports_its_factor_after_each_validation(data_dir):
     result = models.train(config(data_dir, methods={"scale": {}}))
-    factors = [h["train/scale_factor"] for h in result["history"]]
+    factors = [h["diag/scale_factor"] for h in result["history"]]
     assert len(factors) == 2 and all(f > 1 for f in factors)  # f̄ from U(±0.01): μ starts tiny
 
 
@@ -315,7 +316,8 @@ FAST = {"aggressive": {"window": 2, "cap": 6}, "pretrain": {"epochs": 1}}
 """Defaults, shortened where a default would make the tiny run slow."""
 EXTRA_METRICS = {"aggressive": ("train/aggressive", "train/inner_steps"),
                  "pretrain": ("train/pretrain_recon", "train/pretrain_cached"),
-                 "scale": ("train/scale_factor",)}
+                 "scale": ("diag/scale_factor", "diag/scale_mu_std", "diag/scale_signal_to_noise"),
+                 "bn": ("diag/bn_spread_min", "diag/bn_spread_median", "diag/bn_defeated")}
 
 
 def _combo(*names, **sections):
@@ -344,6 +346,8 @@ def test_every_method_trains_alone_and_combined(data_dir, sections):
     for name in names:
         for key in EXTRA_METRICS.get(name, ()):
             assert key in result["history"][0], key
+        if name in ("aggressive", "bn", "scale"):  # each says in the run's verdict whether it held
+            assert f"{name}: " in result["verdict"], result["verdict"]
     model = seen[-1].model
     if "scale" in names:
         assert not torch.equal(model.latent_scale, torch.ones(2))
@@ -359,3 +363,25 @@ def test_every_metric_describes_one_model_iw_nll_below_its_elbo(preset, data_dir
     test = models.train(cfg)["test"]
     for suffix in ("", "_dec") if preset == "scale" else ("",):
         assert test[f"nll{suffix}"] <= test[f"neg_elbo{suffix}"] + 0.02 * abs(test[f"neg_elbo{suffix}"]), suffix
+
+
+@pytest.mark.parametrize("variance,says", [(1e-9, "bn: normalisation defeated (spread < √ε in 2/2 dims)"),
+                                           (0.5, "bn: normalisation holds")])
+def test_a_bn_vae_defeated_by_its_epsilon_says_so(data_dir, variance, says):
+    # A zero spread of μ before the normalisation makes BN-VAE output β: its KL floor never binds,
+    # and the run must not read like a VAE that collapsed on its own.
+    loop = make_loop(data_dir, {"bn": {}})
+    loop.model.encoder.mu_transform.running_var.fill_(variance)
+    diag = method(loop, "bn").diagnose(loop, None, None)
+    assert diag["diag/bn_defeated"] == (1.0 if variance < 1e-5 else 0.0)
+    assert diag["diag/bn_spread_min"] == pytest.approx(variance ** 0.5)
+    assert method(loop, "bn").verdict(loop).startswith(says)
+
+
+def test_the_verdict_says_collapsed_or_active_and_free_bits_hold(data_dir):
+    loop = make_loop(data_dir, {}, kl={"free_bits": {"kind": "fb", "lam": 2.0}})
+    loop.history.append(models.diagnostics.collapse_diagnostics(loop))
+    assert 0.0 <= loop.history[-1]["diag/fb_at_hinge"] <= 1.0 and loop.history[-1]["diag/fb_sigma"] > 0
+    collapsed = models.diagnostics.verdict(loop, {"au": 0.0, "kl": 0.002, "mi": 0.0})
+    assert collapsed.startswith("collapsed: AU 0/2, KL 0.002") and "fb: " in collapsed
+    assert models.diagnostics.verdict(loop, {"au": 2.0, "kl": 3.0, "mi": 1.5}).startswith("latent active: AU 2/2")

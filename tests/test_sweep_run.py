@@ -179,7 +179,7 @@ def test_a_settled_trial_reports_its_test_metrics_and_last_validation_again(tmp_
     run.start()
     # The last validation, not the best.
     run.log_epochs({1: {"val/neg_elbo": 5.0, "val/au": 1.0}, 2: {"val/neg_elbo": 6.0, "val/au": 2.0}})
-    run.log_final(2, {"test/nll": 3.0, "wall_time": 1.0})
+    run.log_final(2, {"test/nll": 3.0, "wall_time": 1.0}, "collapsed: AU 0/2, KL 0.01, MI 0.00")
     assert tracking.TrialRun(mlflow_server, run.run_id).final_metrics == {}  # not ended yet
     run.finish("completed")
     again = tracking.TrialRun.find_or_create(mlflow_server, experiment_id, parent, "t0")

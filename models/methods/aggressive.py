@@ -85,6 +85,7 @@ class Aggressive(Method):
         self._generator: torch.Generator | None = None
         self.inner_steps = 0
         self.outer_steps = 0
+        self.off_at: int | None = None  # the epoch whose end switched aggressive mode off
 
     def on_epoch_start(self, loop) -> None:
         if self.active and not loop.cfg.eval.val_mi:
@@ -131,14 +132,20 @@ class Aggressive(Method):
         if self.active and (at_epoch_end or self.params.mi_check == "validation"):
             mi = metrics["val/mi"]
             if mi < self.prev_mi:  # §4.2: stop once I_q stops climbing (reference: a strict fall)
-                self.active = False
+                self.active, self.off_at = False, loop.epoch
             self.prev_mi = mi
+
+    def verdict(self, loop) -> str:
+        if self.active:
+            return f"aggressive: still on after {loop.epoch} epochs"
+        return f"aggressive: switched off at the end of epoch {self.off_at}" if self.off_at else "aggressive: off"
 
     def state_dict(self) -> dict:
         return {"active": self.active, "prev_mi": self.prev_mi, "pass_state": self.pass_state,
-                "consumed": self.consumed}
+                "consumed": self.consumed, "off_at": self.off_at}
 
     def load_state_dict(self, state: dict) -> None:
         self.active, self.prev_mi = state["active"], state["prev_mi"]
         self.pass_state, self.consumed = state["pass_state"], state["consumed"]
+        self.off_at = state.get("off_at")  # checkpoints from before it was kept have none
         self._batches = None

@@ -58,6 +58,15 @@ class Method:
         """Called after each validation (once per epoch, or every `eval.every_steps` updates) with
         the interval's train and the validation metrics; may add its own entries."""
 
+    def diagnose(self, loop: "Loop", mu: "torch.Tensor", logvar: "torch.Tensor") -> dict[str, float]:
+        """At each validation, given its posteriors μ, log σ² (N, D): the `diag/...` metrics of what
+        this method's hold on the latent rests on (models/diagnostics.py)."""
+        return {}
+
+    def verdict(self, loop: "Loop") -> str | None:
+        """At the end of training: a short note on whether this method held, for the run's verdict."""
+        return None
+
     def state_dict(self) -> dict:
         return {}
 

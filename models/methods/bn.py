@@ -38,3 +38,19 @@ class BatchNormVAE(Method):
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()  # PyTorch's default initialisation
         model.encoder.mu_transform = FixedScaleBatchNorm(model.latent_dim, self.params.gamma)
+
+    def diagnose(self, loop, mu, logvar) -> dict[str, float]:
+        # Song et al.'s floor (E[μ̂²] = γ² + β²) holds while the batches' variance of μ is well above
+        # BatchNorm's ε; below it the layer divides a spread by √ε and outputs ≈ β.
+        layer = loop.model.encoder.mu_transform
+        spread = layer.running_var.sqrt()
+        return {"diag/bn_spread_min": spread.min().item(), "diag/bn_spread_median": spread.median().item(),
+                "diag/bn_defeated": (layer.running_var < layer.eps).float().mean().item()}
+
+    def verdict(self, loop) -> str:
+        layer = loop.model.encoder.mu_transform
+        defeated, dims = int((layer.running_var < layer.eps).sum()), layer.running_var.numel()
+        if defeated:
+            return f"bn: normalisation defeated (spread < √ε in {defeated}/{dims} dims)"
+        return f"bn: normalisation holds (smallest spread {layer.running_var.min().sqrt().item():.3g}, √ε " \
+               f"{layer.eps ** 0.5:.3g})"

@@ -95,10 +95,20 @@ class Scale(Method):
             return mu * factor
         return mu * scale.clone()  # a single sentence has no spread: the epoch's average so far
 
-    def after_validation(self, loop, metrics: dict[str, float]) -> None:
-        # The median f̄ over dimensions: O(1) once Std[μ] has settled; it grows without bound
-        # when μ shrinks for free.
-        metrics["train/scale_factor"] = loop.model.latent_scale.median().item()
+    def diagnose(self, loop, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float]:
+        # Medians over dimensions: f̄ is O(1) once Std[μ] has settled and grows without bound when
+        # μ shrinks for free; the decoder's signal f·Std[μ] (des_std while f tracks μ) against its
+        # noise σ says whether what it reads of x is more than noise.
+        f = loop.model.latent_scale
+        signal = f * mu.std(0, correction=0)
+        return {"diag/scale_factor": f.median().item(), "diag/scale_mu_std": mu.std(0, correction=0).median().item(),
+                "diag/scale_signal_to_noise": (signal / (0.5 * logvar).exp().mean(0)).median().item()}
+
+    def verdict(self, loop) -> str:
+        last = loop.history[-1] if loop.history else {}
+        return (f"scale: median f̄ {last.get('diag/scale_factor', float('nan')):.3g}, Std[μ] "
+                f"{last.get('diag/scale_mu_std', float('nan')):.3g}, the decoder's signal/noise "
+                f"{last.get('diag/scale_signal_to_noise', float('nan')):.2g}")
 
     # A run can be checkpointed mid-epoch (eval.every_steps): the epoch's sums go with it.
     def state_dict(self) -> dict:

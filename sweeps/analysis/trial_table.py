@@ -21,6 +21,9 @@ Schema (stable; columns in this order, then the config columns sorted by name):
     arithmetic         string   which arithmetic the trial ran with (models/kernels/: the C
                                 kernels and their build, or torch's path; torch's CPU instruction
                                 set or GPU); null for trials logged before it was recorded
+    verdict            string   a completed trial's one line on whether its latent is active and
+                                why (models/diagnostics.py: "collapsed: AU 0/32, ...; bn:
+                                normalisation defeated ..."); null otherwise
     config.<key>       int64 | double | bool | string
                                 every flattened config value (`config.kl.free_bits.lam`,
                                 `config.seed`); typed by its values across the table, null
@@ -41,7 +44,7 @@ import pyarrow.parquet as pq
 
 from sweeps.errors import UserError
 from sweeps.space import METHOD, TEST_METRICS, VAL_METRICS
-from sweeps.tracking import ARITHMETIC, OUTCOME_STATUS, Store, Sweep, TrialRecord
+from sweeps.tracking import ARITHMETIC, OUTCOME_STATUS, VERDICT, Store, Sweep, TrialRecord
 
 CONFIG = "config."
 BEST_VAL = "val/neg_elbo_best"
@@ -49,7 +52,7 @@ SCHEMA = pa.schema([("sweep", pa.string()), ("trial_id", pa.string()), ("run_id"
                     ("status", pa.string()), ("method", pa.string()), ("dataset", pa.string()),
                     ("epochs", pa.int64()), ("wall_time", pa.float64()), (BEST_VAL, pa.float64())]
                    + [(m, pa.float64()) for m in TEST_METRICS + VAL_METRICS + ("test_time",)]
-                   + [(ARITHMETIC, pa.string())])
+                   + [(ARITHMETIC, pa.string()), (VERDICT, pa.string())])
 """The fixed leading columns; config.* columns follow."""
 _OUTCOME = {status: outcome for outcome, status in OUTCOME_STATUS.items()}
 
@@ -101,7 +104,7 @@ def _row(store: Store, sweep: Sweep, trial: TrialRecord) -> dict:
             "epochs": max((step for step, _ in val_history), default=0), "wall_time": wall,
             BEST_VAL: min((value for _, value in val_history), default=None),
             **{m: trial.metrics.get(m) for m in TEST_METRICS + VAL_METRICS + ("test_time",)},
-            ARITHMETIC: trial.params.get(ARITHMETIC),
+            ARITHMETIC: trial.params.get(ARITHMETIC), VERDICT: trial.verdict,
             **{CONFIG + k: v for k, v in config.items()}}
 
 

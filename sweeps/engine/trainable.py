@@ -107,7 +107,8 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
         # Every epoch before the end: a server still away fails the attempt, and Tune retries it
         # from its last checkpoint, which holds them.
         run.log_epochs(history, required=True)
-        run.log_final(result["epochs"], {**test, "wall_time": result["wall_time"], "test_time": result["test_time"]})
+        run.log_final(result["epochs"], {**test, "wall_time": result["wall_time"], "test_time": result["test_time"]},
+                      result["verdict"])
         # What models wrote for people (figures, samples.txt, reconstructions.txt) and the model
         # file, not the checkpoint: optimiser state for resuming, which the trial no longer needs.
         for name in sorted(os.listdir(out_dir)):

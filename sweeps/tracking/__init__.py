@@ -14,7 +14,7 @@ from sweeps.tracking.server import (ARTIFACTS_DIR, DB_FILE, Server, TrackingErro
 from sweeps.tracking.store import Store, Sweep, TrialRecord, open_store
 from sweeps.tracking.sweep_run import (EXPERIMENT_KIND, PARENT_TAG, TRIAL_TAG, delete_lost_runs, finish_sweep_run,
                                        load_runs, reopen_run, start_sweep_run, supersede_sweep_run, ui_link)
-from sweeps.tracking.trial_run import (ARITHMETIC, CONFIG_ARTIFACT, DIVERGED, OUTCOME_STATUS, TrialRun,
+from sweeps.tracking.trial_run import (ARITHMETIC, CONFIG_ARTIFACT, DIVERGED, OUTCOME_STATUS, VERDICT, TrialRun,
                                        close_trial_run, flatten)
 from sweeps.tracking.users import set_user
 
@@ -27,7 +27,7 @@ __all__ = [
     # the write side
     "EXPERIMENT_KIND", "PARENT_TAG", "TRIAL_TAG", "delete_lost_runs", "finish_sweep_run", "load_runs",
     "reopen_run", "start_sweep_run", "supersede_sweep_run", "ui_link", "ARITHMETIC", "CONFIG_ARTIFACT", "DIVERGED",
-    "OUTCOME_STATUS", "TrialRun", "close_trial_run", "flatten",
+    "OUTCOME_STATUS", "VERDICT", "TrialRun", "close_trial_run", "flatten",
     # the read side
     "Store", "Sweep", "TrialRecord", "open_store",
 ]

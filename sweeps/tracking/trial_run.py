@@ -21,6 +21,8 @@ CURVES = ("train/loss", "val/neg_elbo", "val/recon", "val/kl", "val/mi", "val/au
 MAX_TAG_CHARS = 5000
 DIVERGED = "diverged: "
 """Prefix of the failure reason of a trial whose loss became NaN or infinite."""
+VERDICT = "verdict"
+"""A completed trial's tag: `models`' one line on whether its latent is active and why."""
 ARITHMETIC = "arithmetic"
 """A trial's param (its first attempt's) and tag (with every attempt's): which arithmetic
 `models` ran it with (kernels, torch's CPU instruction set or GPU): two trials whose numbers
@@ -142,10 +144,11 @@ class TrialRun:
         self.behind = False
         return True
 
-    def log_final(self, epoch: int, metrics: dict[str, float]) -> None:
+    def log_final(self, epoch: int, metrics: dict[str, float], verdict: str) -> None:
         if not self.test_metrics:
             self.log_metrics(epoch, metrics)
             self.test_metrics = {k: v for k, v in metrics.items() if k.startswith("test/")}
+        self.client.set_tag(self.run_id, VERDICT, verdict[:MAX_TAG_CHARS])
 
     def finish(self, outcome: str, reason: str | None = None,
                history: dict[int, dict[str, float]] | None = None) -> None:
