@@ -12,7 +12,7 @@ import numpy as np
 
 from models.config import parse_config, to_dict
 from sweeps.analysis import trial_table
-from sweeps.space import TEST_METRICS
+from sweeps.names import TEST_METRICS
 from sweeps.tracking import Store, flatten
 
 UNSWEPT = ("seed", "train.max_epochs")

@@ -25,6 +25,7 @@ from typing import Iterator
 from sweeps import tracking
 from sweeps.analysis import overview
 from sweeps.errors import UserError
+from sweeps.names import FAILED, PENDING, RUNNING
 from sweeps.space import SearchSpace, SpaceError, load_space
 
 RESULTS_DIR = "sweep_results"
@@ -125,9 +126,9 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
                                              {r.trial_id for r in rows})
             if lost:
                 print(f"deleted {lost} MLflow run(s) of trials lost with the interrupted driver")
-            unfinished = len(rows) < record["trials"] or any(r.outcome in ("running", "pending") for r in rows)
+            unfinished = len(rows) < record["trials"] or any(r.outcome in (RUNNING, PENDING) for r in rows)
             # A sweep whose every trial failed found nothing: a script running it must notice.
-            status = ("KILLED" if unfinished else "FAILED" if all(r.outcome == "failed" for r in rows)
+            status = ("KILLED" if unfinished else "FAILED" if all(r.outcome == FAILED for r in rows)
                       else "FINISHED")
             # The sweep's own plots go on its parent run, where the MLflow UI shows them.
             plots = overview.sweep_plots(tracking.Store(uri), record["name"], space, tmp)

@@ -6,8 +6,8 @@ models wrote), proposing and stopping trials (`search`: Optuna's TPE or grid beh
 ConcurrencyLimiter; `halving`: ASHA's rungs on every objective), the Tune experiment and its driver-side callback (`tuner`), the
 copy of every finished trial in an Optuna storage that Optuna's own tools open (`study`),
 and what the user sees while it runs (`progress`: the live table with an ETA, the summary).
-Imports Ray Tune, Optuna, torch and `models`; of sweeps `space`, `tracking` (the write side)
-and `analysis` (the one Pareto front). Importing it imports Ray, which takes seconds: the
+Imports Ray Tune, Optuna, torch and `models`; of sweeps `space`, `tracking` (the write side),
+`analysis` (the one Pareto front) and `names`. Importing it imports Ray, which takes seconds: the
 CLI imports it once input is valid.
 """
 from sweeps.engine.progress import summary, trials_csv

@@ -19,10 +19,11 @@ import torch
 from ray import tune
 
 from sweeps import tracking
-from sweeps.engine.progress import TEST_PROGRESS, Progress, TrialRow
+from sweeps.engine.progress import Progress, TrialRow
 from sweeps.engine.search import Asha, tune_config
 from sweeps.engine.study import StudyMirror
 from sweeps.engine.trainable import TrialContext, run_trial
+from sweeps.names import FAILED, PENDING, PRUNED, RUNNING, TEST_PROGRESS, TRIAL_STATUS
 
 MAX_FAILURES = 2
 """Retries of a trial whose process raised or was lost; divergence is not retried."""
@@ -32,12 +33,12 @@ REPO_ROOT = str(Path(__file__).resolve().parents[2])
 def outcome(trial) -> str:
     """running, pending, completed, pruned or failed, from Tune's status and the last result."""
     if trial.status == "ERROR":
-        return "failed"
+        return FAILED
     if trial.status == "TERMINATED":
         # The trainable's last result, or the scheduler's stop, set trial_status (see
         # _SweepCallback); without one the trial was stopped by an interrupt and will resume.
-        return trial.last_result.get("trial_status", "pending")
-    return "running" if trial.status == "RUNNING" else "pending"
+        return trial.last_result.get(TRIAL_STATUS, PENDING)
+    return RUNNING if trial.status == "RUNNING" else PENDING
 
 
 def trial_rows(trials) -> list[TrialRow]:
@@ -89,21 +90,21 @@ class _SweepCallback(tune.Callback):
         # A result marked done that the trainable did not mark as its last is the one the
         # scheduler stopped the trial on. Tune lets callbacks edit results in place, and keeps
         # this one as the trial's last result (saved with the experiment, seen by the searcher).
-        if result.get("done") and "trial_status" not in result:
-            result["trial_status"] = "pruned"
+        if result.get("done") and TRIAL_STATUS not in result:
+            result[TRIAL_STATUS] = PRUNED
 
     def _record(self, trial, outcome_name: str | None) -> None:
         _LIVE[self.name].study.record(trial.trial_id, dict(trial.config), outcome_name, trial.last_result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if trial.last_result.get("trial_status") == "pruned":
-            _LIVE[self.name].close(trial.trial_id, "pruned",
+        if trial.last_result.get(TRIAL_STATUS) == PRUNED:
+            _LIVE[self.name].close(trial.trial_id, PRUNED,
                                    f"stopped by successive halving after epoch {trial.last_result.get('epoch')}")
-        self._record(trial, trial.last_result.get("trial_status"))
+        self._record(trial, trial.last_result.get(TRIAL_STATUS))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        _LIVE[self.name].close(trial.trial_id, "failed", trial.get_error() or "the trial's process failed")
-        self._record(trial, "failed")
+        _LIVE[self.name].close(trial.trial_id, FAILED, trial.get_error() or "the trial's process failed")
+        self._record(trial, FAILED)
 
     def on_step_end(self, iteration, trials, **info):
         live = _LIVE[self.name]
