@@ -12,5 +12,6 @@ samplers); of sweeps `space`, `tracking` (its read side), `names` and `errors`. 
 MLflow only through `tracking`.
 """
 from sweeps.analysis import confirm, export, overview, pareto, report, sensitivity, trial_table
+from sweeps.analysis.trial_table import format_value
 
-__all__ = ["confirm", "export", "overview", "pareto", "report", "sensitivity", "trial_table"]
+__all__ = ["confirm", "export", "format_value", "overview", "pareto", "report", "sensitivity", "trial_table"]

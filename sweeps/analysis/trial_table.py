@@ -135,7 +135,7 @@ def _typed(values: list) -> pa.Array:
 def format_rows(table: pa.Table, columns: Sequence[str], title: str | None = None) -> str:
     """A plain-text table of the given columns (floats to 4 significant digits)."""
     columns = [c for c in columns if c in table.column_names]
-    cells = [[_cell(v) for v in table[c].to_pylist()] for c in columns]
+    cells = [[format_value(v) for v in table[c].to_pylist()] for c in columns]
     widths = [max([len(c)] + [len(v) for v in col]) for c, col in zip(columns, cells)]
     lines = [title] if title else []
     lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
@@ -143,7 +143,8 @@ def format_rows(table: pa.Table, columns: Sequence[str], title: str | None = Non
     return "\n".join(lines)
 
 
-def _cell(value) -> str:
+def format_value(value) -> str:
+    """A value as tables and summaries show it: floats to 4 significant digits, None as -."""
     if isinstance(value, float):
         return f"{value:.4g}"
     return "-" if value is None else str(value)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence, TextIO
 
-from sweeps.analysis import pareto
+from sweeps.analysis import format_value, pareto
 from sweeps.names import COMPLETED, FINISHED, OUTCOMES, PENDING, RUNNING, TRIAL_STATUS, VAL_NEG_ELBO
 
 
@@ -31,14 +31,8 @@ class TrialRow:
     """While it runs its test evaluation: the fraction done."""
 
 
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
 def _params(row: TrialRow) -> str:
-    return " ".join(f"{k}={_fmt(v)}" for k, v in row.params.items())
+    return " ".join(f"{k}={format_value(v)}" for k, v in row.params.items())
 
 
 def _loss(row: TrialRow, metric: str, mode: str) -> float:
@@ -117,7 +111,7 @@ class Progress:
         for o in self.objectives:
             top = best(rows, o.metric, o.mode)
             if top:
-                parts.append(f"best {o.metric} {_fmt(top.metrics[o.metric])} ({top.trial_id})")
+                parts.append(f"best {o.metric} {format_value(top.metrics[o.metric])} ({top.trial_id})")
         eta = self.eta(rows)
         parts.append(f"ETA {_clock(eta)}" if eta is not None else "ETA -")
         return " | ".join(parts)
@@ -129,8 +123,8 @@ class Progress:
                         key=lambda r: _loss(r, first.metric, first.mode))
         lines = [self.status_line(rows)]
         for row in [r for r in rows if r.outcome == RUNNING] + ranked[:self.top]:
-            shown = (f"{VAL_NEG_ELBO} {_fmt(row.metrics.get(VAL_NEG_ELBO))}" if row.outcome == RUNNING else
-                     "  ".join(f"{o.metric} {_fmt(row.metrics.get(o.metric))}" for o in self.objectives))
+            shown = (f"{VAL_NEG_ELBO} {format_value(row.metrics.get(VAL_NEG_ELBO))}" if row.outcome == RUNNING else
+                     "  ".join(f"{o.metric} {format_value(row.metrics.get(o.metric))}" for o in self.objectives))
             if row.outcome == RUNNING and row.testing is not None:
                 shown += f"  testing {row.testing:.0%}"
             lines.append(f"  {row.trial_id:<10} {row.outcome:<9} epoch {row.epoch:>3}  {shown}  {_params(row)}")
@@ -162,13 +156,14 @@ def summary(rows: Sequence[TrialRow], objectives: Sequence, name: str, where: di
     for o in objectives:
         top = best(rows, o.metric, o.mode)
         if top:
-            lines.append(f"Best {o.metric} ({o.mode}): {top.trial_id}  {_fmt(top.metrics[o.metric])}  {_params(top)}")
+            lines.append(f"Best {o.metric} ({o.mode}): {top.trial_id}  {format_value(top.metrics[o.metric])}  "
+                         f"{_params(top)}")
     front = pareto_front(rows, objectives)
     if len(objectives) > 1 and front:
         lines.append("Pareto front (" + ", ".join(f"{o.metric} {o.mode}" for o in objectives)
                      + "; completed trials only):")
         for row in front:
-            values = "  ".join(f"{o.metric} {_fmt(row.metrics[o.metric])}" for o in objectives)
+            values = "  ".join(f"{o.metric} {format_value(row.metrics[o.metric])}" for o in objectives)
             lines.append(f"  {row.trial_id:<14} {values}  {_params(row)}")
     lines += [f"{label}: {value}" for label, value in where.items()]
     return "\n".join(lines)
