@@ -12,6 +12,7 @@ import yaml
 import models
 from models.config import ConfigError
 from sweeps.errors import UserError
+from sweeps.space import YamlError, read_yaml
 from sweeps.tracking import open_store
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -63,13 +64,11 @@ def option_for(key: str) -> str:
 
 
 def read_config_file(path: str) -> dict:
+    """A config file (train --config, confirm), read as search spaces are: a repeated key is refused."""
     try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        data = read_yaml(path) or {}
+    except YamlError as err:
+        raise ConfigError(str(err)) from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config sections")
     return data
