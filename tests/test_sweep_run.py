@@ -108,8 +108,8 @@ def test_trials_stopped_by_halving_reach_optuna_as_pruned(tmp_path, mlflow_serve
     experiment_id, parent = tracking.start_sweep_run(mlflow_server, "asha", {}, {}, space.path)
     ctx = engine.TrialContext(space, {"threads": 1}, mlflow_server, experiment_id, parent)
     # One trial at a time with a seeded sampler: halving's decisions are reproducible.
-    rows = engine.fit(ctx, "asha", str(tmp_path / "results"), trials=6, max_concurrent=1, cpus=1, gpus=0,
-                      epochs=4, seed=0, asha=engine.Asha(grace_period=1, reduction_factor=2))
+    rows = engine.SweepFit(ctx, "asha", str(tmp_path / "results"), trials=6, max_concurrent=1, cpus=1, gpus=0,
+                           epochs=4, seed=0, asha=engine.Asha(grace_period=1, reduction_factor=2)).run()
     study = engine.load_study(str(tmp_path / "results" / "asha"))
     by_lr = {t.params["train.lr"]: t for t in study.trials}
     assert len(by_lr) == len(rows) == 6

@@ -116,12 +116,13 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
         (results / RECORD_FILE).write_text(json.dumps(record, indent=2))
     ctx = engine.TrialContext(space, record["overrides"], uri, record["experiment_id"],
                                     record["parent_run_id"])
-    rows, status, plots = [], "FAILED", []
+    fit = engine.SweepFit(ctx, record["name"], str(results.parent), trials=record["trials"],
+                          max_concurrent=record["max_concurrent"], cpus=record["cpus"], gpus=record["gpus"],
+                          epochs=record["epochs"], seed=record["seed"])
+    status, plots = "FAILED", []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            engine.fit(ctx, record["name"], str(results.parent), trials=record["trials"],
-                       max_concurrent=record["max_concurrent"], cpus=record["cpus"], gpus=record["gpus"],
-                       epochs=record["epochs"], seed=record["seed"], restore=restore, rows=rows)
+            rows = fit.run(restore)
             lost = tracking.delete_lost_runs(uri, record["experiment_id"], record["parent_run_id"],
                                              {r.trial_id for r in rows})
             if lost:
@@ -136,6 +137,7 @@ def _execute(record: dict, space: SearchSpace, restore: bool, uri: str) -> int:
             status = "KILLED"
             raise
         finally:
+            rows = fit.rows  # as last seen, if an exception interrupted the fit
             report = engine.summary(rows, space.objectives, record["name"], _where(record, uri, status))
             # Stopped before Tune showed a trial: the summary of an earlier attempt stays.
             files = {"summary.txt": report, "trials.csv": engine.trials_csv(rows, space.objectives)} if rows else {}

@@ -14,7 +14,7 @@ from sweeps.engine.progress import summary, trials_csv
 from sweeps.engine.search import Asha, load_study, sample_config
 from sweeps.engine.study import STUDY_FILE, storage_url
 from sweeps.engine.trainable import TrialContext
-from sweeps.engine.tuner import can_resume, fit, local_capacity, local_ray
+from sweeps.engine.tuner import SweepFit, can_resume, local_capacity, local_ray
 
-__all__ = ["Asha", "STUDY_FILE", "TrialContext", "can_resume", "fit", "load_study", "local_capacity", "local_ray",
-           "sample_config", "storage_url", "summary", "trials_csv"]
+__all__ = ["Asha", "STUDY_FILE", "SweepFit", "TrialContext", "can_resume", "load_study", "local_capacity",
+           "local_ray", "sample_config", "storage_url", "summary", "trials_csv"]
