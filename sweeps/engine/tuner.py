@@ -29,19 +29,24 @@ MAX_FAILURES = 2
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
-def outcome(trial) -> str:
-    """running, pending, completed, pruned or failed, from Tune's status and the last result."""
+def ending(trial, pruned: set[str]) -> str | None:
+    """How a trial ended, if it reported its end (its last result's trial_status) or the
+    scheduler stopped it (PRUNED: those trials' ids, see _SweepCallback)."""
+    # Earlier versions marked a pruned trial's last result instead: sweeps they saved resume too.
+    return trial.last_result.get(TRIAL_STATUS) or (PRUNED if trial.trial_id in pruned else None)
+
+
+def outcome(trial, pruned: set[str]) -> str:
+    """running, pending, completed, pruned or failed, from Tune's status and how it ended."""
     if trial.status == "ERROR":
         return FAILED
-    if trial.status == "TERMINATED":
-        # The trainable's last result, or the scheduler's stop, set trial_status (see
-        # _SweepCallback); without one the trial was stopped by an interrupt and will resume.
-        return trial.last_result.get(TRIAL_STATUS, PENDING)
+    if trial.status == "TERMINATED":  # without an ending, stopped by an interrupt: it will resume
+        return ending(trial, pruned) or PENDING
     return RUNNING if trial.status == "RUNNING" else PENDING
 
 
-def trial_rows(trials) -> list[TrialRow]:
-    return [TrialRow(t.trial_id, outcome(t), int(t.last_result.get("epoch", 0)), dict(t.last_result),
+def trial_rows(trials, pruned: set[str]) -> list[TrialRow]:
+    return [TrialRow(t.trial_id, outcome(t, pruned), int(t.last_result.get("epoch", 0)), dict(t.last_result),
                      dict(t.config), t.last_result.get(TEST_PROGRESS)) for t in trials]
 
 
@@ -93,8 +98,8 @@ class SweepFit:
         self.progress.update(self.rows)
         return self.rows
 
-    def observe(self, trials) -> None:
-        self.rows = trial_rows(trials)
+    def observe(self, trials, pruned: set[str]) -> None:
+        self.rows = trial_rows(trials, pruned)
         self.progress.update(self.rows)
 
     def close(self, trial_id: str, outcome_name: str, reason: str | None = None) -> None:
@@ -123,6 +128,8 @@ class _SweepCallback(tune.Callback):
 
     def __init__(self):
         self.fit: SweepFit | None = None
+        self.pruned: set[str] = set()
+        """The trials the scheduler stopped; Tune saves it with the experiment (get_state)."""
 
     def __reduce__(self):
         return _SweepCallback, ()  # pickled without its SweepFit, which belongs to this process
@@ -130,33 +137,39 @@ class _SweepCallback(tune.Callback):
     def __setstate__(self, state: dict) -> None:
         self.__init__()  # one pickled before __reduce__ (its state, the sweep's name, is not needed)
 
+    def get_state(self) -> dict:
+        return {"pruned": sorted(self.pruned)}
+
+    def set_state(self, state: dict) -> None:
+        self.pruned = set(state["pruned"])
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         # A result marked done that the trainable did not mark as its last is the one the
-        # scheduler stopped the trial on. Tune lets callbacks edit results in place, and keeps
-        # this one as the trial's last result (saved with the experiment, seen by the searcher).
+        # scheduler stopped the trial on (the searcher tells Optuna PRUNED without a mark).
         if result.get("done") and TRIAL_STATUS not in result:
-            result[TRIAL_STATUS] = PRUNED
+            self.pruned.add(trial.trial_id)
 
     def _record(self, trial, outcome_name: str | None) -> None:
         self.fit.study.record(trial.trial_id, dict(trial.config), outcome_name, trial.last_result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if trial.last_result.get(TRIAL_STATUS) == PRUNED:
+        ended = ending(trial, self.pruned)
+        if ended == PRUNED:
             self.fit.close(trial.trial_id, PRUNED,
                            f"stopped by successive halving after epoch {trial.last_result.get('epoch')}")
-        self._record(trial, trial.last_result.get(TRIAL_STATUS))
+        self._record(trial, ended)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.fit.close(trial.trial_id, FAILED, trial.get_error() or "the trial's process failed")
         self._record(trial, FAILED)
 
     def on_step_end(self, iteration, trials, **info):
-        self.fit.observe(trials)
+        self.fit.observe(trials, self.pruned)
 
     def on_experiment_end(self, trials, **info):
-        self.fit.observe(trials)  # a resumed sweep with nothing left takes no step
+        self.fit.observe(trials, self.pruned)  # a resumed sweep with nothing left takes no step
         for trial in trials:  # trials that ended before this version wrote the storage
-            self._record(trial, outcome(trial))
+            self._record(trial, outcome(trial, self.pruned))
 
 
 def _restored_callback(tuner: tune.Tuner) -> _SweepCallback:
