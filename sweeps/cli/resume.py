@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from sweeps import tracking
+from sweeps.cli.options import checked_uri
 from sweeps.errors import UserError
 from sweeps.record import RECORD_FILE, RESULTS_DIR, STORAGE_ENV, exists, results_dir
 
@@ -23,11 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if not exists(args.name):  # before the driver claims the folder, which would create it
         raise UserError(f"no sweep {args.name!r} here: {results_dir(args.name) / RECORD_FILE} does not exist")
-    uri = None
-    if args.tracking_uri:
-        try:
-            uri = tracking.use_credentials(tracking.check_uri(args.tracking_uri))
-        except ValueError as err:
-            raise UserError(str(err)) from err
+    uri = checked_uri(args.tracking_uri) if args.tracking_uri else None
     from sweeps import engine  # Ray, seconds: once the input is valid
     return engine.resume_sweep(args.name, uri)

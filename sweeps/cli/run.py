@@ -17,7 +17,7 @@ from pathlib import Path
 
 from models.config import parse_config
 from sweeps import tracking
-from sweeps.cli.options import add_config_options, add_tracking_option, option_for, overrides_from_args
+from sweeps.cli.options import add_config_options, add_tracking_option, checked_uri, option_for, overrides_from_args
 from sweeps.errors import UserError, redact
 from sweeps.record import SweepRecord, refuse_existing, results_dir
 from sweeps.space import SearchSpace, load_space
@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
                          seed=int(overrides.get("seed", 0)), tracking_uri=uri, mlflow_root=os.getcwd(),
                          results=str(results_dir(name)),
                          command=redact(" ".join(["python -m sweeps", *sys.argv[1:]])))
-    # A sweep resumed is resumed on the server given here, if any, as by `resume --tracking-uri`.
+    # A sweep that --resume-if-exists resumes uses the server given here, if any, as `resume --tracking-uri`.
     return engine.run_sweep(record, space, resume_if_exists=args.resume_if_exists,
                             tracking_uri=uri if args.tracking_uri else None)
 
@@ -116,7 +116,4 @@ def _positive(value, default, option: str, kind: type):
 
 def _explicit_uri(uri: str | None) -> str | None:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    try:
-        return tracking.use_credentials(tracking.check_uri(uri)) if uri else None
-    except ValueError as err:
-        raise UserError(str(err)) from err
+    return checked_uri(uri) if uri else None
