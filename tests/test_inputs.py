@@ -30,6 +30,7 @@ FILES = {
     "cpus.yaml": f"method: vae\nresources: {{cpus: {CPUS + 1}}}\n",
     "grid.yaml": "method: vae\nsampler: grid\nparams:\n  seed: {type: categorical, choices: [0, 1]}\n",
     "joint.yaml": "methods: {vae: {}, fb: {}}\n",
+    "dup-config.yaml": "train:\n  lr: 0.5\n  lr: none\n",  # were the last kept, models would refuse it
     "empty.train.txt": "", "empty.valid.txt": "a b\n", "empty.test.txt": "a b\n",
     "blank.train.txt": "a b\n", "blank.valid.txt": "\n  \n\n", "blank.test.txt": "a b\n",
     "latin.train.txt": "a b\n", "latin.valid.txt": "a b\n", "latin.test.txt": b"caf\xe9 b\n",
@@ -97,6 +98,8 @@ CASES = [
     ("train-dataset-empty", ["train", "--out", "out", "--dataset", "empty"], ["empty.train.txt: file is empty"]),
     ("train-split-blank", ["train", "--out", "out", "--method", "fb", "--dataset", "blank"],
      ["blank.valid.txt: contains no words"]),
+    ("train-config-duplicate-key", ["train", "--out", "out", "--config", "dup-config.yaml"],
+     ["dup-config.yaml: line 3", "duplicate key 'lr'"]),
 ]
 
 # Each case through the CLI's entry point in one fresh interpreter, which then reports whether

@@ -109,8 +109,11 @@ def test_trials_stopped_by_halving_reach_optuna_as_pruned(tmp_path, mlflow_serve
     experiment_id, parent = tracking.start_sweep_run(mlflow_server, "asha", {}, {}, space.path)
     ctx = engine.TrialContext(space, {"threads": 1}, mlflow_server, experiment_id, parent)
     # One trial at a time with a seeded sampler: halving's decisions are reproducible.
-    rows = engine.fit(ctx, "asha", str(tmp_path / "results"), trials=6, max_concurrent=1, cpus=1, gpus=0,
-                      epochs=4, seed=0, asha=engine.Asha(grace_period=1, reduction_factor=2))
+    def fit():
+        return engine.SweepFit(ctx, "asha", str(tmp_path / "results"), trials=6, max_concurrent=1, cpus=1, gpus=0,
+                               epochs=4, seed=0, asha=engine.Asha(grace_period=1, reduction_factor=2))
+
+    rows = fit().run()
     study = engine.load_study(str(tmp_path / "results" / "asha"))
     by_lr = {t.params["train.lr"]: t for t in study.trials}
     assert len(by_lr) == len(rows) == 6
@@ -123,6 +126,8 @@ def test_trials_stopped_by_halving_reach_optuna_as_pruned(tmp_path, mlflow_serve
             assert told.state == optuna.trial.TrialState.COMPLETE and row.epoch == 4
             assert told.values == [row.metrics["test/nll"], row.metrics["test/au"]]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.best_trials)
+    # Resumed with nothing left to run, its pruned trials are still pruned, not trials to resume.
+    assert {(r.trial_id, r.outcome) for r in fit().run(restore=True)} == {(r.trial_id, r.outcome) for r in rows}
 
 
 def test_diverging_trial_is_failed_with_reason_and_sweep_goes_on(tmp_path, monkeypatch, mlflow_server, local_ray):

@@ -25,7 +25,7 @@ import models
 from models.data import DataError
 from models.loop import resolve_device
 from sweeps import tracking
-from sweeps.engine.progress import TEST_PROGRESS
+from sweeps.names import COMPLETED, FAILED, TEST, TEST_PROGRESS, TRIAL_STATUS, VAL
 from sweeps.space import METHOD, SearchSpace
 
 STATE_FILE = "train.pt"
@@ -98,11 +98,11 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
         except tuple(DETERMINISTIC) as err:
             # A retry would fail the same way. End the trial with a result, not an error.
             reason = next(prefix for kind, prefix in DETERMINISTIC.items() if isinstance(err, kind)) + str(err)
-            run.finish("failed", reason, history)
-            _report_end("failed", run.logged_epoch, {}, reason)
+            run.finish(FAILED, reason, history)
+            _report_end(FAILED, run.logged_epoch, {}, reason)
             return
         except Exception:
-            run.finish("failed", traceback.format_exc(), history)
+            run.finish(FAILED, traceback.format_exc(), history)
             raise  # worker-side trouble: Tune retries it (FailureConfig) from the checkpoint
         # Every epoch before the end: a server still away fails the attempt, and Tune retries it
         # from its last checkpoint, which holds them.
@@ -114,16 +114,16 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
         for name in sorted(os.listdir(out_dir)):
             if name.endswith((".png", ".txt")) or name == models.MODEL_FILE:
                 run.client.log_artifact(run.run_id, os.path.join(out_dir, name))
-        run.finish("completed", history=history)
-        _report_end("completed", result["epochs"], final)
+        run.finish(COMPLETED, history=history)
+        _report_end(COMPLETED, result["epochs"], final)
 
 
 def _final_metrics(result: dict) -> tuple[dict, dict]:
     """The test metrics, and what the final result reports: those and the last validation's,
     which objectives may name too. Raises TrainingDiverged if one is NaN or infinite: such a
     value would rank first or never be dominated, and Optuna refuses it."""
-    test = {f"test/{k}": v for k, v in result["test"].items()}
-    final = {**test, **{k: v for k, v in result["history"][-1].items() if k.startswith("val/")}}
+    test = {TEST + k: v for k, v in result["test"].items()}
+    final = {**test, **{k: v for k, v in result["history"][-1].items() if k.startswith(VAL)}}
     bad = [f"{k}={v}" for k, v in final.items() if not math.isfinite(v)]
     if bad:
         raise models.TrainingDiverged(f"final metrics not finite: {', '.join(bad)}")
@@ -146,4 +146,4 @@ def _placement(config: dict) -> dict[str, str]:
 def _report_end(status: str, epoch: int, test: dict, reason: str = "") -> None:
     """A trial's last result: `trial_status` tells the searcher and the driver that the
     trial ended by itself (a trial stopped by halving never reports one)."""
-    tune.report({**test, "epoch": epoch, "trial_status": status, **({"reason": reason} if reason else {})})
+    tune.report({**test, "epoch": epoch, TRIAL_STATUS: status, **({"reason": reason} if reason else {})})

@@ -6,7 +6,7 @@ cluster's sweeps write with), the write side the engine uses
 (`sweep_run`: a sweep's experiment and parent run; `trial_run`: each trial's child run)
 and the read side the analysis uses (`store`). MLflow is imported lazily, inside the
 calls, so that a command refuses bad input before it loads. Imports PyYAML and
-matplotlib besides; of sweeps only `errors`.
+matplotlib besides; of sweeps only `errors` and `names`.
 """
 from sweeps.tracking.client import CREDENTIALS, check_access, command_server, split_credentials, use_credentials
 from sweeps.tracking.server import (ARTIFACTS_DIR, DB_FILE, Server, TrackingError, check_uri, free_port,
