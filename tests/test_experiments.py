@@ -20,14 +20,16 @@ def test_method_config_layers_base_preset_lengths_then_overrides():
 
 def test_tables_show_every_seed_and_the_ratio_to_the_vae():
     def run(seed, nll, au, wall):
-        return {"seed": seed, "test": {"nll": nll, "kl": 1.0, "mi": 0.5, "au": au}, "wall_time": wall,
-                "epochs": 2, "history": []}
+        return {"seed": seed, "test": {"nll": nll, "kl": 1.0, "mi": 0.5, "mi_batch": 0.25, "au": au},
+                "wall_time": wall, "epochs": 2, "history": [], "verdict": f"verdict {seed}"}
     runs = {"vae": [run(0, 40.0, 0, 10.0), run(1, 41.0, 0, 20.0)],
             "bn": [run(0, 42.0, 8, 30.0), run(1, 43.0, 7, 20.0)]}
     table = method_table(runs)
     assert "| bn | 42.50 (0.71) |" in table and "2.00 (1.41)" in table  # wall ratios 3.0 and 1.0 per seed
     rows = seed_table(runs).splitlines()
-    assert len(rows) == 2 + 4 and "| bn | 1 | 43.00 | 1.00 | 0.50 | 7 | 2 | 20 |" in rows
+    assert len(rows) == 2 + 4 and "| bn | 1 | 43.00 | 1.00 | 0.50 | 0.25 | 7 | 2 | 20 | verdict 1 |" in rows
+    older = {"vae": [{**r, "test": {k: v for k, v in r["test"].items() if k != "mi_batch"}} for r in runs["vae"]]}
+    assert "| vae | 40.50 (0.71) | 1.00 (0.00) | 0.50 (0.00) | – |" in method_table(older)  # runs kept from before it
 
 
 def test_results_files_name_folders_relative_to_the_repository_not_this_machines(monkeypatch):
