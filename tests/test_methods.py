@@ -385,3 +385,14 @@ def test_the_verdict_says_collapsed_or_active_and_free_bits_hold(data_dir):
     collapsed = models.diagnostics.verdict(loop, {"au": 0.0, "kl": 0.002, "mi": 0.0})
     assert collapsed.startswith("collapsed: AU 0/2, KL 0.002") and "fb: " in collapsed
     assert models.diagnostics.verdict(loop, {"au": 2.0, "kl": 3.0, "mi": 1.5}).startswith("latent active: AU 2/2")
+
+
+def test_bn_vae_takes_its_epsilon_and_initialisation_from_the_config(data_dir):
+    loop = make_loop(data_dir, {"bn": {"eps": 1e-12, "encoder_init": "uniform"}})
+    layer = loop.model.encoder.mu_transform
+    assert layer.eps == 1e-12 and method(loop, "bn").diagnose(loop, None, None)["diag/bn_defeated"] == 0.0
+    # He et al.'s U(−0.01, 0.01) kept: every encoder weight within it (PyTorch's default would not be).
+    assert all(p.abs().max() <= 0.1 for n, p in loop.model.encoder.named_parameters() if "embed" not in n)
+    assert all(p.abs().max() <= 0.01 for n, p in loop.model.encoder.lstm.named_parameters())
+    with pytest.raises(ConfigError, match="methods.bn.eps: must be positive"):
+        validate_methods({"bn": {"eps": 0.0}})

@@ -11,6 +11,7 @@ floor then takes hold only once that variance has grown, depending on the seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from models.config import ConfigError
 from models.methods import register
@@ -21,10 +22,20 @@ from models.methods.base import Method
 class BNParams:
     gamma: float = 0.6
     """Fixed scale γ of the normalised means (Song et al. Table 1: γ = 0.6 on Yahoo and Yelp)."""
+    eps: float = 1e-5
+    """BatchNorm's ε, PyTorch's and the BN-VAE authors' (nn.BatchNorm1d). The guarantee holds
+    while the batches' variance of μ is well above it; the KL term pulls that variance down at a
+    rate proportional to ε (docs/results/bn_epsilon.md), so a smaller ε keeps it longer."""
+
+    encoder_init: Literal["pytorch", "uniform"] = "pytorch"
+    """The encoder's initialisation: PyTorch's default, as the BN-VAE authors' code; or He et
+    al.'s U(−0.01, 0.01) of every other method, under which μ's spread starts below √ε."""
 
     def __post_init__(self):
         if self.gamma < 0:
             raise ConfigError(f"methods.bn.gamma: must be non-negative, got {self.gamma}")
+        if self.eps <= 0:
+            raise ConfigError(f"methods.bn.eps: must be positive, got {self.eps}")
 
 
 @register
@@ -35,9 +46,9 @@ class BatchNormVAE(Method):
     def on_build(self, model) -> None:
         from models.nets import FixedScaleBatchNorm
         for module in model.encoder.modules():
-            if hasattr(module, "reset_parameters"):
+            if self.params.encoder_init == "pytorch" and hasattr(module, "reset_parameters"):
                 module.reset_parameters()  # PyTorch's default initialisation
-        model.encoder.mu_transform = FixedScaleBatchNorm(model.latent_dim, self.params.gamma)
+        model.encoder.mu_transform = FixedScaleBatchNorm(model.latent_dim, self.params.gamma, eps=self.params.eps)
 
     def diagnose(self, loop, mu, logvar) -> dict[str, float]:
         # Song et al.'s floor (E[μ̂²] = γ² + β²) holds while the batches' variance of μ is well above
