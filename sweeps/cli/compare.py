@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from sweeps.analysis import compare
-from sweeps.cli.options import add_tracking_option
+from sweeps.cli.options import add_tracking_option, log_on_parents
 from sweeps.errors import UserError
 from sweeps.tracking import open_store
 
@@ -48,9 +48,7 @@ def main(args: argparse.Namespace) -> int:
         text = compare.report(result)
         text_path.write_text(text + "\n")
         # A comparison is a view of its sweeps: each sweep's run shows what it was compared with.
-        for name in args.names:
-            for path in (plot_path, text_path):
-                store.log_artifact(store.sweep(name), str(path))
+        log_on_parents(store, args.names, plot_path, text_path)
     print(text)
     print(f"plot -> {plot_path}, report -> {text_path} (also logged under analysis/ on each sweep's parent run)")
     return 0

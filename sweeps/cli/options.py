@@ -1,6 +1,6 @@
 """Options several commands share: the config options (--set, --dataset, --profile, --epochs, --seed;
-train, run, confirm), --config files (train, confirm), --tracking-uri (the analysis commands) and a
-model given as a file or a trial's run (evaluate, sample)."""
+train, run, confirm), --config files (train, confirm), --tracking-uri and logging what was written
+(the analysis commands) and a model given as a file or a trial's run (evaluate, sample)."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,14 @@ RUN_ID = re.compile(r"[0-9a-f]{32}")
 def add_tracking_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking server (default: $MLFLOW_TRACKING_URI, "
                                                "else a local server over ./mlflow.db)")
+
+
+def log_on_parents(store, names: list[str], *paths) -> None:
+    """Log what an analysis command wrote under analysis/ on the parent run of every sweep it read."""
+    for name in names:
+        sweep = store.sweep(name)
+        for path in paths:
+            store.log_artifact(sweep, str(path))
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
