@@ -123,19 +123,21 @@ def test_ranking_sweeps_of_very_different_budgets_is_refused(logged, tmp_path, c
     assert code == 0 and "budgets 2 to 6 trials, within 200%" in text
     code, text, _ = _cli(capsys, "compare", "cmp-fb-0", "cmp-tiny", "--allow-unequal", *out)
     assert code == 0 and "differ by more than 10%: ranked anyway (--allow-unequal)" in text
-    # Counted up to the smallest budget (3 trial-epochs): the first trial cmp-fb-0 ran (2), as
-    # the second would cross it; budgets then differ by less than one trial's epochs.
+    # Counted to the trial nearest the smallest budget (3 trial-epochs): cmp-fb-0's first trial
+    # (2), as two (4) are as far and the fewer win a tie.
     code, text, _ = _cli(capsys, "compare", "cmp-fb-0", "cmp-tiny", "--equalise", "--tolerance", "0.5", *out)
-    assert code == 0 and "each sweep counted up to the smallest budget, 3 trial-epochs" in text
+    assert code == 0 and "each sweep counted to the trial nearest the smallest budget, 3 trial-epochs" in text
     assert "budgets 2 to 3 trial-epochs, within 50%" in text
     assert table_rows(text, "cmp-fb-0")["cmp-fb-0"][2:6] == ["1", "(+5", "past", "budget)"]
 
 
-def test_equalise_keeps_the_first_trials_within_the_budget():
+def test_equalise_counts_the_first_trials_to_the_boundary_nearest_the_budget():
     trials = pa.table({"epochs": [2, 1, 4, 1], "wall_time": [1.0, None, 3.0, 1.0], "test_time": [0.5, None, None, 0.5]})
-    assert compare.within(trials, "trial-epochs", 3)["epochs"].to_pylist() == [2, 1]
-    assert compare.within(trials, "trial-epochs", 6.9).num_rows == 2  # the third would cross it
-    assert compare.within(trials, "trials", 1).num_rows == 1
+    assert compare.up_to(trials, "trial-epochs", 3)["epochs"].to_pylist() == [2, 1]
+    assert compare.up_to(trials, "trial-epochs", 6).num_rows == 3  # 7 is nearer than 3, though past it
+    assert compare.up_to(trials, "trial-epochs", 5).num_rows == 2  # 3 and 7 as near: the fewer
+    assert compare.up_to(trials, "trial-epochs", 0.9).num_rows == 0
+    assert compare.up_to(trials, "trials", 1).num_rows == 1
     assert compare.spent(trials, "wall-time") == 6.0  # unknown times count 0
 
 

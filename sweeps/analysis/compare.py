@@ -15,7 +15,9 @@ Compute is counted three ways over every trial a sweep ran, pruned and failed in
 trial-epochs (epochs trained), wall time (training plus test seconds, models' own clock) and
 trials. Sweeps are ranked only at equal compute in the measure chosen: budgets that differ by
 more than a tolerance are refused unless the caller accepts them, or `equalise` first counts
-each sweep only up to the smallest one's budget, its trials in the order they started.
+each sweep to about the smallest one's budget: its trials in the order they started, up to
+the trial boundary nearest that budget (a strict "at most" would give every other sweep less
+than the smallest one, by up to a trial each).
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ class SweepResult:
     name: str
     group: str
     trials: pa.Table
-    """The trials counted, in the order they started (after `equalise`, those within the budget)."""
+    """The trials counted, in the order they started (after `equalise`, those up to the budget)."""
     left_out: int
     """Trials past the budget that `equalise` did not count."""
     front: pa.Table
@@ -130,10 +132,10 @@ def _costs(trials: pa.Table, budget: str) -> np.ndarray:
     raise UserError(f"budget {budget!r}: choose one of {', '.join(BUDGETS)}")
 
 
-def within(trials: pa.Table, budget: str, limit: float) -> pa.Table:
-    """The first trials (in start order) whose cost adds up to at most LIMIT."""
-    cumulative = np.cumsum(_costs(trials, budget))
-    return trials.slice(0, int(np.searchsorted(cumulative, limit * (1 + 1e-9), side="right")))
+def up_to(trials: pa.Table, budget: str, limit: float) -> pa.Table:
+    """The first trials (in start order) whose costs add up nearest to LIMIT; on a tie, the fewer."""
+    cumulative = np.concatenate([[0.0], np.cumsum(_costs(trials, budget))])
+    return trials.slice(0, int(np.argmin(np.abs(cumulative - limit))))
 
 
 def hypervolume(nll: np.ndarray, au: np.ndarray, reference: Reference) -> float:
@@ -183,7 +185,7 @@ def compare(tables: dict[str, pa.Table], groups: dict[str, str], *, budget: str 
     counted, limit = dict(tables), None
     if equalise:
         limit = min(spent(t, budget) for t in tables.values())
-        counted = {name: within(t, budget, limit) for name, t in tables.items()}
+        counted = {name: up_to(t, budget, limit) for name, t in tables.items()}
     unequal = _check_budgets(counted, budget, tolerance, allow_unequal)
     ref = _reference(counted, reference)
     results = [_sweep_result(name, groups[name], trials, tables[name].num_rows - trials.num_rows, ref)
@@ -199,7 +201,7 @@ def _check_budgets(tables: dict[str, pa.Table], budget: str, tolerance: float, a
     if not allow_unequal:
         ratio = f"{amounts[high] / amounts[low]:.1f}x" if amounts[low] else "no compute at all"
         raise UserError(f"budgets differ: {high} spent {amounts[high]:g} {UNITS[budget]}, {low} {amounts[low]:g} "
-                        f"({ratio}; tolerance {tolerance:.0%}): not ranked; count each up to the smallest "
+                        f"({ratio}; tolerance {tolerance:.0%}): not ranked; count each to the smallest one's "
                         "with --equalise, or rank anyway with --allow-unequal")
     return True
 
@@ -243,10 +245,10 @@ def _rank(results: list[SweepResult]) -> list[GroupResult]:
 
 
 def staircase(front: pa.Table, reference: Reference) -> tuple[list[float], list[float]]:
-    """The boundary of the area a front dominates, as (AU, NLL) vertices: the hypervolume's
-    outline, from the reference AU at the best NLL to the reference NLL at the highest AU."""
+    """The outline of the area a front dominates, as (AU, NLL) vertices, from the reference AU
+    at the best NLL to the reference NLL at the highest AU; from the points that add area."""
     rows = sorted((r[AU[0]], r[NLL[0]]) for r in front.to_pylist()
-                  if r[NLL[0]] <= reference.nll and r[AU[0]] >= reference.au)
+                  if r[NLL[0]] < reference.nll and r[AU[0]] > reference.au)
     if not rows:
         return [], []
     xs, ys = [reference.au], [rows[0][1]]
@@ -258,39 +260,56 @@ def staircase(front: pa.Table, reference: Reference) -> tuple[list[float], list[
 
 def plot(comparison: Comparison, path: str) -> None:
     """Every sweep's front on one plot, a colour per group (a line style per sweep in it): its
-    completed trials faint, its front's dominated area outlined and lightly shaded, the
-    reference point marked."""
+    completed trials faint, the outline of the area its front dominates, lightly shaded, the
+    reference point marked. The view fits the fronts: a reference or trials far above them
+    (a diverged trial sets the default reference) are said, not drawn."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.8), constrained_layout=True)
-    colours = {g.name: f"C{i % 10}" for i, g in enumerate(comparison.groups)}
-    ref = comparison.reference
-    labelled, replicate = set(), {}
-    for result in sorted(comparison.sweeps, key=lambda r: list(colours).index(r.group)):  # legend by rank
-        colour = colours[result.group]
-        replicate[result.group] = replicate.get(result.group, -1) + 1
-        done = _completed(result.trials)
-        ax.scatter(done[AU[0]].to_numpy(zero_copy_only=False), done[NLL[0]].to_numpy(zero_copy_only=False),
-                   s=14, alpha=0.25, color=colour, lw=0)
+    ref, groups = comparison.reference, {g.name: g for g in comparison.groups}
+    colours = {name: f"C{i % 10}" for i, name in enumerate(groups)}
+    seen: dict[str, int] = {}
+    for result in sorted(comparison.sweeps, key=lambda r: list(groups).index(r.group)):  # legend by rank
+        colour, replicate = colours[result.group], seen.get(result.group, 0)
+        seen[result.group] = replicate + 1
+        ax.scatter(*_points(_completed(result.trials)), s=14, alpha=0.25, color=colour, lw=0)
         xs, ys = staircase(result.front, ref)
-        if xs:
-            group = next(g for g in comparison.groups if g.name == result.group)
-            label = None if result.group in labelled else (
-                f"{result.group}: HV {group.mean:.4g}" + (f" (mean of {len(group.hypervolumes)})"
-                                                          if len(group.hypervolumes) > 1 else ""))
-            labelled.add(result.group)
-            ax.fill_between(xs, ys, ref.nll, color=colour, alpha=0.06, lw=0)
-            ax.plot(xs, ys, LINE_STYLES[replicate[result.group] % len(LINE_STYLES)], color=colour, lw=2, label=label)
-            ax.scatter(result.front[AU[0]].to_numpy(zero_copy_only=False),
-                       result.front[NLL[0]].to_numpy(zero_copy_only=False), s=36, color=colour, zorder=3)
-    ax.plot([ref.au], [ref.nll], "kx", ms=9, mew=2, label=f"reference ({ref.au:g}, {ref.nll:.4g})")
+        ax.fill_between(xs, ys, ref.nll, color=colour, alpha=0.06, lw=0)
+        ax.plot(xs, ys, LINE_STYLES[replicate % len(LINE_STYLES)], color=colour, lw=2)
+        group = groups[result.group]
+        label = f"{group.name}: HV {group.mean:.4g}" + (f" (mean of {len(group.hypervolumes)})"
+                                                      if len(group.hypervolumes) > 1 else "")
+        ax.scatter(*_points(result.front), s=36, color=colour, zorder=3, label=None if replicate else label)
+    low, top = _view(comparison)
+    above = sum(int((_points(_completed(r.trials))[1] > top).sum()) for r in comparison.sweeps)
+    ax.plot([ref.au], [ref.nll], "kx", ms=9, mew=2,
+            label=f"reference ({ref.au:g}, {ref.nll:.4g})" + (", above the view" if ref.nll > top else ""))
+    ax.set_ylim(low, top)
     ax.set_xlabel(f"{AU[0]} ({AU[1]})")
     ax.set_ylabel(f"{NLL[0]} ({NLL[1]})")
-    ax.set_title(f"Fronts at equal {comparison.budget}; hypervolume (HV) against the reference", fontsize=9)
+    ax.set_title(f"Fronts at equal {comparison.budget}" + (f"; {above} trial(s) above the view" if above else ""),
+                 fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _points(trials: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(AU, NLL) of the trials, as the plot's x and y."""
+    return tuple(trials[m].to_numpy(zero_copy_only=False).astype(float) for m, _ in (AU, NLL))
+
+
+def _view(comparison: Comparison) -> tuple[float, float]:
+    """The NLL range shown: from the best front point to a quarter of the fronts' spread above
+    the worst point that adds area, or just above the reference where that is nearer."""
+    ref = comparison.reference
+    au, nll = (np.concatenate([_points(r.front)[i] for r in comparison.sweeps] + [[v]]) for i, v in
+               enumerate((ref.au, ref.nll)))
+    adding = nll[(nll < ref.nll) & (au > ref.au)]
+    worst = adding.max() if adding.size else nll.min()
+    spread = max(worst - nll.min(), 1.0)
+    return nll.min() - 0.05 * spread, min(worst + 0.25 * spread, ref.nll + 0.05 * spread)
 
 
 def report(comparison: Comparison) -> str:
@@ -298,8 +317,8 @@ def report(comparison: Comparison) -> str:
     the sweeps, each sweep's front, and the ranking of groups."""
     ref, budget = comparison.reference, comparison.budget
     amounts = [r.spent(budget) for r in comparison.sweeps]
-    how = (f"each sweep counted up to the smallest budget, {comparison.equalised_to:g} {UNITS[budget]}, its "
-           "trials in start order" if comparison.equalised_to is not None else "sweeps as they ran")
+    how = (f"each sweep counted to the trial nearest the smallest budget, {comparison.equalised_to:g} "
+           f"{UNITS[budget]}, in start order" if comparison.equalised_to is not None else "sweeps as they ran")
     origin = "given" if ref.given else f"worst {NLL[0]} among the sweeps' completed trials, AU 0"
     verdict = (f"differ by more than {comparison.tolerance:.0%}: ranked anyway (--allow-unequal)"
                if comparison.unequal else f"within {comparison.tolerance:.0%} of each other")

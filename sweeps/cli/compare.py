@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=0.1,
                         help="largest relative difference of budgets still ranked (default: %(default)s)")
     parser.add_argument("--equalise", action="store_true",
-                        help="count each sweep only up to the smallest sweep's budget, its trials in start order")
+                        help="count each sweep's trials, in start order, to the one nearest the smallest sweep's budget")
     parser.add_argument("--allow-unequal", action="store_true",
                         help="rank sweeps whose budgets differ by more than the tolerance, saying so")
     parser.add_argument("--out", default="compare.png",
