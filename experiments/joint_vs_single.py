@@ -3,7 +3,7 @@ searches the method itself, with combinations no paper tried; each of its entrie
 single-method sweep with the same ranges and the same shared parameters (pooling, encoder lr
 ratio). Every sweep runs the same trials and epochs, over seeds, on the synthetic corpus and on
 PTB; successive halving stops a different share of each sweep's trials, so `sweeps compare`'s
-equalise counts every sweep of a corpus up to the smallest one's trial-epochs before ranking.
+equalise counts every sweep of a corpus to about the smallest one's trial-epochs before ranking.
 Reports per corpus the hypervolumes with bootstrap intervals, the joint sweep minus each
 single-method sweep and minus the best of them, and the joint trials on the combined front,
 marking the combinations no paper tried. Writes docs/results/joint_vs_single.md and
@@ -32,9 +32,6 @@ RUNS = RESULTS / "joint_vs_single_runs.jsonl"
 UNTRIED_WITH_POOLING = ("scale", "pretrain-fb", "aggressive")
 """Presets the papers never ran with a pooling encoder (joint.yaml, after Long et al. §3.2)."""
 MACHINE_KEYS = ("data.cache_dir", "data.train", "data.valid", "data.test")
-SHOWN_PARAMS = ("model.pooling", "train.enc_lr_ratio", "kl.free_bits.lam", "methods.bn.gamma",
-                "methods.scale.des_std", "methods.scale.f_epo", "kl.epochs", "kl.weight", "kl.cycles",
-                "methods.pretrain.epochs", "methods.aggressive.budget")
 
 
 def spaces(joint: dict, methods: list[str], fixed: dict, budget: dict) -> dict[str, dict]:
@@ -96,10 +93,12 @@ def run_sweeps(plan: list[dict], work: Path, stored: dict[str, dict]) -> None:
                 raise SystemExit(f"sweep {item['name']} stopped (exit {code}); run again to continue")
             with tracking.open_store(uri) as store:
                 table = compare.load(store, [item["name"]])[item["name"]]
-            record = {k: item[k] for k in ("key", "dataset", "label", "seed", "name")}
-            out.write(json.dumps({**record, "trials": table.to_pylist()}) + "\n")
+            record = {**{k: item[k] for k in ("key", "dataset", "label", "seed", "name")},
+                      "trials": [{k: v for k, v in row.items() if k.removeprefix("config.") not in MACHINE_KEYS}
+                                 for row in table.to_pylist()]}  # in start order; no paths of this machine
+            out.write(json.dumps(record) + "\n")
             out.flush()
-            stored[item["key"]] = {**record, "trials": table.to_pylist()}
+            stored[item["key"]] = record
 
 
 def trials_table(rows: list[dict]) -> pa.Table:
@@ -145,8 +144,8 @@ def corpus_section(dataset: str, records: list[dict], joint: dict, tolerance: fl
                      " / ".join(f"{s.completed}" for s in sweeps),
                      f"{sum(s.spent('wall-time') for s in sweeps):.0f}"])
     parts = [f"## {dataset}", "",
-             f"Every sweep counted up to {result.equalised_to:g} trial-epochs (the smallest sweep's), its trials "
-             f"in start order; reference point NLL {result.reference.nll:.2f} (the worst of all these sweeps' "
+             f"Every sweep counted to the trial nearest {result.equalised_to:g} trial-epochs (the smallest "
+             f"sweep's), in start order; reference point NLL {result.reference.nll:.2f} (the worst of all these sweeps' "
              "counted trials), AU 0.", "",
              markdown_table(["Sweep", "HV per seed", "Mean HV", "95% interval", "Trial-epochs counted",
                              "Completed", "Wall (s, all seeds)"], rows), ""]
@@ -175,13 +174,18 @@ def combined_front(result: compare.Comparison, seeds: dict[str, int], joint: dic
     counts = ", ".join(f"{label} {sum(r['sweep_label'] == label for r in on_front)}"
                        for label in dict.fromkeys(r["sweep_label"] for r in rows))
     table = [[r["sweep_label"], str(r["seed"]), r["method"], f"{r[compare.NLL[0]]:.2f}", f"{r[compare.AU[0]]:.0f}",
-              ", ".join(f"{k.split('.')[-1]}={_short(r[f'config.{k}'])}" for k in SHOWN_PARAMS
-                        if r.get(f"config.{k}") is not None),
+              ", ".join(f"{k}={_short(r.get(f'config.{k}'))}" for k in searched(joint, r)),
               (untried(r, joint) or "no") if r["sweep_label"] == "joint" else "–"]
              for r in on_front]
     return "\n".join([f"Combined front of all sweeps' counted trials: {len(on_front)} trials ({counts}).", "",
                       markdown_table(["Sweep", "Seed", "Method", "NLL", "AU", "Configuration", "Untried combination"],
                                      table)])
+
+
+def searched(joint: dict, row: dict) -> list[str]:
+    """The keys a trial's sweep searched: the shared parameters and its method entry's."""
+    label = row["method"] if row["sweep_label"] == "joint" else row["sweep_label"]
+    return [*joint.get("params", {}), *((joint["methods"].get(label) or {}).get("params", {}))]
 
 
 def _short(value) -> str:
@@ -200,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-concurrent", type=int, default=2, help="trials at a time, 1 CPU each")
     parser.add_argument("--tolerance", type=float, default=0.25,
                         help="largest relative difference of the counted trial-epochs still ranked: counting "
-                             "stops before the trial that would cross the budget, so up to one trial's epochs")
+                             "stops at the trial boundary nearest the budget, so up to half a trial's epochs")
     parser.add_argument("--sentences", type=int, default=2000, help="synthetic corpus size, split 80/10/10")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "ptb",
                         help="folder with ptb.valid.txt and ptb.test.txt")
@@ -253,8 +257,10 @@ def main(argv: list[str] | None = None) -> None:
         f"Scale: LSTMs of {args.hidden} units and embeddings, latent {args.latent_dim}, batch 32, NLL from "
         f"{args.iw_samples} importance samples; synthetic corpus of {args.sentences} sentences"
         + (f"; {data_setting(args.data_dir, args.max_vocab)}" if "ptb" in datasets else ""),
+        *(["Report written from the sweeps stored in `docs/results/joint_vs_single_runs.jsonl` (--report-only); "
+           "the same command without --report-only ran them"] if args.report_only else []),
         f"Compared with `sweeps compare`'s analysis (`sweeps/analysis/compare.py`): equal trial-epochs by "
-        f"counting each sweep up to the smallest sweep's, tolerance {args.tolerance:.0%}; hypervolume of "
+        f"counting each sweep to the trial nearest the smallest sweep's, tolerance {args.tolerance:.0%}; hypervolume of "
         "(test NLL min, AU max) against (worst NLL, AU 0); 95% percentile bootstrap intervals over seeds",
     ]
     path = write_results("joint_vs_single", "\n".join([
