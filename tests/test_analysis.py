@@ -24,7 +24,7 @@ from sweeps import cli, tracking
 from sweeps.analysis import confirm, export, pareto, trial_table
 from sweeps.space import load_space
 from sweeps.tracking import Store
-from tests.helpers import tiny_config
+from tests.helpers import LOGGED_SPACE, log_sweep, tiny_config
 
 # (trial, lam, lr, seed, outcome, test/nll, test/au): front for (nll min, au max) = t0, t2, t3;
 # knee: scaled nll [0, 1/3, 1] and au [14/15, 8/15, 0] put t2 nearest the utopia point.
@@ -32,42 +32,13 @@ KNOWN = [("t0", 3.0, 0.5, 0, "completed", 100.0, 2), ("t1", 3.0, 0.5, 1, "comple
          ("t2", 6.0, 0.5, 0, "completed", 101.0, 8), ("t3", 8.0, 0.2, 0, "completed", 103.0, 16),
          ("t4", 2.0, 0.9, 0, "completed", 100.3, 1), ("t5", 5.0, 0.3, 0, "pruned", None, None),
          ("t6", 7.0, 0.4, 0, "failed", None, None)]
-SPACE = {"method": "fb", "fixed": {"data.synthetic_sentences": 400, "model.latent_dim": 2},
-         "params": {"kl.free_bits.lam": {"type": "float", "low": 1.0, "high": 9.0},
-                    "train.lr": {"type": "float", "low": 0.1, "high": 1.0, "log": True}}}
-
-
-def log_sweep(uri, tmp: Path, name: str, trials, space=SPACE, dataset="corpora/ptb"):
-    """A sweep in the layout `run` writes: parent run with its space, one child run per trial."""
-    space_file = tmp / f"{name}.yaml"
-    space_file.write_text(yaml.safe_dump(space))
-    experiment, parent = tracking.start_sweep_run(uri, name, {"space.method": space["method"]}, {}, str(space_file))
-    for trial_id, lam, lr, seed, outcome, nll, au in trials:
-        run = tracking.TrialRun.find_or_create(uri, experiment, parent, trial_id)
-        run.start()
-        run.log_config(tiny_config(tmp / "cache", seed=seed, data={"name": dataset},
-                                   kl={"free_bits": {"kind": "fb", "lam": lam}}, train={"lr": lr}),
-                       space["method"], f"arithmetic of {trial_id}")
-        epochs = 2 if outcome == "completed" else 1
-        assert run.log_epochs({epoch: {"val/neg_elbo": 120.0 - epoch - lam, "val/au": au or 0}
-                               for epoch in range(1, epochs + 1)})
-        if outcome == "completed":
-            run.log_final(epochs, {"test/nll": nll, "test/ppl": nll / 2, "test/neg_elbo": nll + 1,
-                                   "test/recon": nll - 2, "test/kl": lam, "test/mi": lam / 2,
-                                   "test/au": au, "wall_time": 10.0 + lam, "test_time": 2.0 + lam},
-                          f"verdict of {trial_id}")
-        run.finish(outcome, "boom" if outcome == "failed" else None)
-    tracking.finish_sweep_run(uri, parent, "FINISHED", {})
-    return parent
-
-
 @pytest.fixture(scope="module")
 def logged(mlflow_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("logged")
     log_sweep(mlflow_server, tmp, "known", KNOWN)
     log_sweep(mlflow_server, tmp, "dead", [t for t in KNOWN if t[4] != "completed"])
     # One parameter (λ) over two seeds: NLL rises with λ; AU falls.
-    lam_space = {**SPACE, "params": {"kl.free_bits.lam": SPACE["params"]["kl.free_bits.lam"]}}
+    lam_space = {**LOGGED_SPACE, "params": {"kl.free_bits.lam": LOGGED_SPACE["params"]["kl.free_bits.lam"]}}
     curve = [(f"c{i}", lam, 1.0, seed, "completed", 100.0 + lam + seed, 10 - lam)
              for i, (lam, seed) in enumerate((lam, seed) for lam in (2.0, 4.0, 6.0) for seed in (0, 1))]
     log_sweep(mlflow_server, tmp, "lam-curve", curve, space=lam_space)

@@ -38,3 +38,26 @@ def test_results_files_name_folders_relative_to_the_repository_not_this_machines
     monkeypatch.setattr(sys, "argv", [str(REPO / "experiments" / "ptb_table.py"),
                                       "--data-dir", str(REPO / "data" / "ptb"), "--workers", "2"])
     assert "`python -m experiments.ptb_table --data-dir data/ptb --workers 2`" in header("PTB", [])
+
+
+def test_joint_vs_single_spaces_are_the_joint_entries_each_alone(tmp_path):
+    import yaml
+
+    from experiments.joint_vs_single import JOINT, spaces, untried
+    from sweeps.space import load_space
+    joint = yaml.safe_load(JOINT.read_text())
+    budget = {"trials": 4, "epochs": 2}
+    built = spaces(joint, ["fb", "scale-fb"], {"model.latent_dim": 4}, budget)
+    assert list(built) == ["joint", "fb", "scale-fb"] and list(built["joint"]["methods"]) == ["fb", "scale-fb"]
+    loaded = {}
+    for label, space in built.items():
+        (tmp_path / f"{label}.yaml").write_text(yaml.safe_dump(space))
+        loaded[label] = load_space(tmp_path / f"{label}.yaml")
+    # The same parameters as the entry inside the joint space: shared ones, then the entry's own.
+    assert {p.key for p in loaded["scale-fb"].params} == {"model.pooling", "train.enc_lr_ratio", "kl.free_bits.lam",
+                                                          "methods.scale.des_std"}
+    assert loaded["scale-fb"].method == "scale" and loaded["scale-fb"].fixed["kl.free_bits.kind"] == "fb"
+    assert loaded["fb"].fixed["model.latent_dim"] == 4 and loaded["joint"].trials == loaded["fb"].trials == 4
+    assert untried({"method": "scale-fb"}, joint) == "scale + kl.free_bits.kind=fb"
+    assert untried({"method": "scale", "config.model.pooling": "max"}, joint) == "scale with max pooling"
+    assert untried({"method": "bn", "config.model.pooling": "max"}, joint) == ""

@@ -22,6 +22,7 @@ COMMANDS = {
     "ui": "sweeps.cli.ui",
     "trials": "sweeps.cli.trials",
     "pareto": "sweeps.cli.pareto",
+    "compare": "sweeps.cli.compare",
     "export-best": "sweeps.cli.export_best",
     "confirm": "sweeps.cli.confirm",
     "sensitivity": "sweeps.cli.sensitivity",

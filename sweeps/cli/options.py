@@ -1,6 +1,6 @@
 """Options several commands share: the config options (--set, --dataset, --profile, --epochs, --seed;
-train, run, confirm), --config files (train, confirm), --tracking-uri (the analysis commands) and a
-model given as a file or a trial's run (evaluate, sample)."""
+train, run, confirm), --config files (train, confirm), --tracking-uri and logging what was written
+(the analysis commands) and a model given as a file or a trial's run (evaluate, sample)."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +29,14 @@ def checked_uri(uri: str) -> str:
         return use_credentials(check_uri(uri))
     except ValueError as err:
         raise UserError(str(err)) from err
+
+
+def log_on_parents(store, names: list[str], *paths) -> None:
+    """Log what an analysis command wrote under analysis/ on the parent run of every sweep it read."""
+    for name in names:
+        sweep = store.sweep(name)
+        for path in paths:
+            store.log_artifact(sweep, str(path))
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

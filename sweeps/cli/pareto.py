@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from sweeps.analysis import pareto, trial_table
-from sweeps.cli.options import add_tracking_option
+from sweeps.cli.options import add_tracking_option, log_on_parents
 from sweeps.tracking import open_store
 
 HELP = "Pareto front of two metrics (default: minimise test NLL, maximise test AU), listed and plotted"
@@ -24,8 +24,7 @@ def main(args: argparse.Namespace) -> int:
         table = trial_table.load(store, args.names)
         done, mask = pareto.front(table, [x, y])
         pareto.plot(done, mask, x, y, args.out, skipped=table.num_rows - done.num_rows)
-        for name in args.names:
-            store.log_artifact(store.sweep(name), args.out)
+        log_on_parents(store, args.names, args.out)
     on_front = pareto.listed(done, mask, y)
     print(trial_table.format_rows(on_front, ["sweep", "trial_id", "method", x[0], y[0], "run_id"],
                                   title=f"Pareto front ({x[0]} {x[1]}, {y[0]} {y[1]}): "

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from sweeps.analysis import pareto, report, trial_table
-from sweeps.cli.options import add_tracking_option
+from sweeps.cli.options import add_tracking_option, log_on_parents
 from sweeps.tracking import open_store
 
 HELP = "markdown tables per dataset in the papers' layout, with published numbers beside ours"
@@ -28,9 +28,7 @@ def main(args: argparse.Namespace) -> int:
                     skipped=table.num_rows - done.num_rows)
         text = report.render(done.to_pylist(), report.load_published(), args.names, plot_path.name)
         out.write_text(text)
-        for name in args.names:
-            for path in (out, plot_path):
-                store.log_artifact(store.sweep(name), str(path))
+        log_on_parents(store, args.names, out, plot_path)
     print(text)
     print(f"report -> {out}, plot -> {plot_path} (also logged on the parent run)")
     return 0
