@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import warnings
@@ -13,7 +14,7 @@ from models.resolve import parse_config
 from models.files import MODEL_FILE, RECONSTRUCTIONS_FILE, SAMPLES_FILE
 from models.diagnostics import verdict
 from models.kernels import choice
-from models.loop import EpochReport, EvaluationProgress, Loop, resolve_device
+from models.loop import EpochReport, EvaluationProgress, Loop, TrainingDiverged, resolve_device
 
 PLOT_SENTENCES = 200
 """Test sentences in the posterior-mean-space plot (He et al. plot 500; each costs 4001 decodes)."""
@@ -42,6 +43,9 @@ def train(config: dict | Config | None = None,
     stopped = loop.run(on_epoch)
     start = time.perf_counter()
     test = loop.test(on_test)
+    bad = [f"test/{key}={value}" for key, value in test.items() if not math.isfinite(value)]
+    if bad:  # a model that evaluates to NaN decodes nothing either: no artifact to write
+        raise TrainingDiverged(f"the trained model's test metrics are not finite: {', '.join(bad)}")
     result = {
         "test": test,
         "history": loop.history,

@@ -73,6 +73,15 @@ def test_divergence_is_reported(tmp_path):
         models.train(cfg)
 
 
+def test_a_model_that_evaluates_to_nan_is_reported_before_its_text_is_written(tmp_path):
+    # One update (a batch holds the whole split) at lr 1e30: its loss is finite, the model it
+    # leaves is not. Decoding its samples would fail on NaN probabilities; it must say why instead.
+    cfg = tiny_config(tmp_path, data={"batch_size": 400}, train={"lr": 1e30, "max_epochs": 1})
+    with pytest.raises(models.TrainingDiverged, match="test metrics are not finite: test/neg_elbo=nan"):
+        models.train(cfg, out_dir=str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "samples.txt").exists()
+
+
 def test_lr_decays_and_reloads_best(tmp_path):
     cfg = parse_config(tiny_config(tmp_path, train={"patience": 1, "max_decays": 2, "max_epochs": 8,
                                                     "decay_after": 0}))
