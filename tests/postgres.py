@@ -119,17 +119,19 @@ def _connect(port: int, user: str, password: str, process: subprocess.Popen, dat
             time.sleep(0.3)
 
 
-def start_tracking_server(pg: Postgres, cwd: Path, artifacts: Path, port: int) -> subprocess.Popen:
-    """`sweeps server` with MLflow's basic-auth app, its runs and its users in PG's database
-    `mlflow` (the password from PGPASSWORD, as the head's service takes it from head.env), in its
-    own session; `tracking_user` then makes the nodes' user. Wait for it with tracking.Server."""
-    env = {**os.environ, "PGPASSWORD": pg.password, "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
-           "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD}
+def start_tracking_server(cwd: Path, artifacts: Path, port: int, postgres: Postgres | None) -> subprocess.Popen:
+    """`sweeps server` with MLflow's basic-auth app in its own session, its runs and its users in
+    POSTGRES's database `mlflow` (the password from PGPASSWORD, as the head's service takes it
+    from head.env), or without one in SQLite files in CWD; `tracking_user` then makes the nodes'
+    user. Wait for it with tracking.Server."""
+    env = {**os.environ, "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+           "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD, **({"PGPASSWORD": postgres.password} if postgres else {})}
     cwd.mkdir(parents=True, exist_ok=True)
+    store = postgres.uri() if postgres else f"sqlite:///{cwd / 'mlflow.db'}"
     with open(cwd / "server.log", "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "sweeps", "server", "--port", str(port), "--app-name",
-                                 "basic-auth", "--backend-store-uri", pg.uri(), "--artifacts-destination",
-                                 str(artifacts)], cwd=cwd, env=env, stdout=log, stderr=log, start_new_session=True)
+                                 "basic-auth", "--backend-store-uri", store, "--artifacts-destination", str(artifacts)],
+                                cwd=cwd, env=env, stdout=log, stderr=log, start_new_session=True)
 
 
 def tracking_user(uri: str) -> subprocess.CompletedProcess:
