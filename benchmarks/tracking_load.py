@@ -41,6 +41,7 @@ from pathlib import Path
 
 import yaml
 from mlflow import MlflowClient
+from mlflow.entities import ViewType
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests/: the cluster's nodes and the PostgreSQL server, as the tests start them
@@ -146,8 +147,9 @@ def one_backend(backend: str, args: argparse.Namespace, root: Path) -> dict:
                    "--max-concurrent", str(args.concurrent), "--cpus-per-trial", f"{cpus:g}", "--epochs", "1",
                    "--tracking-uri", f"http://127.0.0.1:{proxy.server_port}"]
         started = time.monotonic()
-        driver = subprocess.Popen(command, cwd=root, env={**env, "RAY_ADDRESS": gcs, "SWEEPS_STORAGE": str(root / "sweeps")},
-                                  stdout=open(root / "driver.log", "wb"), stderr=subprocess.STDOUT)
+        with open(root / "driver.log", "wb") as log:
+            driver = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                                      env={**env, "RAY_ADDRESS": gcs, "SWEEPS_STORAGE": str(root / "sweeps")})
         peak = cpu = 0
         while driver.poll() is None:
             with contextlib.suppress(OSError, StopIteration):
@@ -157,11 +159,9 @@ def one_backend(backend: str, args: argparse.Namespace, root: Path) -> dict:
         wall = time.monotonic() - started
         assert driver.returncode == 0, (root / "driver.log").read_text()[-3000:]
 
-        import mlflow.entities  # the outcome of every trial, read as the nodes' user
-        os.environ.update(pg.WORKER)
+        os.environ.update(pg.WORKER)  # every trial's outcome, read as the nodes' user
         client = MlflowClient(uri)
-        runs = client.search_runs([client.get_experiment_by_name(name).experiment_id],
-                                  run_view_type=mlflow.entities.ViewType.ALL)
+        runs = client.search_runs([client.get_experiment_by_name(name).experiment_id], run_view_type=ViewType.ALL)
         trials = [r for r in runs if tracking.PARENT_TAG in r.data.tags]
         timings = sorted(seconds for seconds, _ in proxy.timings)
         errors = [status for _, status in proxy.timings if status >= 500 or (400 <= status < 500 and status != 404)]
