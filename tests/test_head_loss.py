@@ -71,13 +71,17 @@ class Head:
             node.kill()
 
 
-def _mid_sweep(client: MlflowClient, head: Head, job: str, timeout: float) -> None:
-    """Wait until a trial has completed and another is training with an epoch checkpointed."""
+def _mid_sweep(client: MlflowClient, head: Head, job: str, experiment_dir: Path, timeout: float) -> None:
+    """Wait until a trial has completed and another is training with an epoch checkpointed, both
+    in an experiment state Tune has saved (every 10 s at most): a trial the lost driver had
+    started since is lost with it, by design (its run is deleted and a new trial proposed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        saved = "".join(path.read_text() for path in experiment_dir.glob("experiment_state-*.json"))
         experiment = client.get_experiment_by_name(NAME)
         trials = [r for r in client.search_runs([experiment.experiment_id])
-                  if tracking.PARENT_TAG in r.data.tags] if experiment else []
+                  if tracking.PARENT_TAG in r.data.tags and r.data.tags[tracking.TRIAL_TAG] in saved] \
+            if experiment else []
         if (any(r.info.status == "FINISHED" for r in trials)
                 and any(r.info.status == "RUNNING"
                         and 0 < len(client.get_metric_history(r.info.run_id, "val/neg_elbo")) < EPOCHS
@@ -115,7 +119,7 @@ def test_a_sweep_survives_losing_its_head(postgres, tmp_path, monkeypatch, capsy
     try:
         done = sweeps(env, *submit, "--address", first.address)
         assert done.returncode == 0 and f"sweep-{NAME}-1" in done.stdout, done.stderr
-        _mid_sweep(MlflowClient(first.uri), first, f"sweep-{NAME}-1", timeout=900)
+        _mid_sweep(MlflowClient(first.uri), first, f"sweep-{NAME}-1", shared / "sweep_results" / NAME, timeout=900)
     finally:
         first.kill()
 
