@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -170,7 +171,7 @@ def one_backend(backend: str, args: argparse.Namespace, root: Path) -> dict:
                 "driver_cpu": cpu / wall, "driver_peak_mb": peak / 1024, "requests": len(timings),
                 "p50_ms": statistics.median(timings) * 1000,
                 "p99_ms": timings[min(len(timings) - 1, int(0.99 * len(timings)))] * 1000,
-                "http_errors": len(errors),
+                "http_errors": ", ".join(f"{n} × {code}" for code, n in sorted(Counter(errors).items())) or "0",
                 "not_completed": sum(r.data.tags.get("trial_status") != "completed" for r in trials),
                 "lock_messages": len(LOCKS.findall(log))}
 

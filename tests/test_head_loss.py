@@ -134,7 +134,6 @@ def test_a_sweep_survives_losing_its_head(postgres, tmp_path, monkeypatch, capsy
         assert again.returncode == 0 and f"sweep-{NAME}-1" in again.stdout, again.stderr
         logs = sweeps(env, "logs", f"sweep-{NAME}-1", "--follow", "--address", second.address, timeout=1200)
         assert logs.returncode == 0, logs.stdout[-3000:]
-        assert f"sweep '{NAME}' exists in" in logs.stdout and "resuming it" in logs.stdout, logs.stdout[-3000:]
         after = _recorded(client)
 
         parents = [r for r, (trial, *_) in after.items() if trial is None]
@@ -158,6 +157,7 @@ def test_a_sweep_survives_losing_its_head(postgres, tmp_path, monkeypatch, capsy
                 assert client.get_run(run).data.tags.get("failure_reason"), trial
             else:  # the others finished, from their checkpoints: every epoch once
                 assert status == "FINISHED" and steps == list(range(1, EPOCHS + 1)), (trial, status, steps)
+        assert f"sweep '{NAME}' exists in" in logs.stdout and "resuming it" in logs.stdout, logs.stdout[-3000:]
         # ... and exactly once in the Optuna storage on the shared directory.
         mirror = optuna.load_study(study_name=NAME, storage=engine.storage_url(str(shared / "sweep_results" / NAME)))
         assert sorted(t.user_attrs["tune_trial_id"] for t in mirror.trials) == sorted(trial_ids)
