@@ -57,8 +57,9 @@ LOCKS = re.compile(r"database is locked|deadlock detected|could not serialize", 
 
 
 class TimingProxy(http.server.ThreadingHTTPServer):
-    """Forwards every request to the tracking server at UPSTREAM (one kept-alive connection per
-    client connection) and records (seconds, status) of each."""
+    """Forwards every request to the tracking server at UPSTREAM and records (seconds, status) of
+    each. A new upstream connection per request: one kept alive would be closed by the server
+    when idle (uvicorn's keep-alive: 5 s), and the next request on it would fail in the proxy."""
     daemon_threads = True
 
     def __init__(self, upstream_port: int):
@@ -71,17 +72,17 @@ class _Forward(http.server.BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        start = time.perf_counter()
-        if not hasattr(self, "upstream"):
-            self.upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port, timeout=120)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        start = time.perf_counter()
+        upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port, timeout=300)
         try:
-            self.upstream.request(self.command, self.path, body=body or None, headers=headers)
-            reply = self.upstream.getresponse()
+            upstream.request(self.command, self.path, body=body or None, headers=headers)
+            reply = upstream.getresponse()
             data, status = reply.read(), reply.status
         except (OSError, http.client.HTTPException) as err:
-            self.upstream.close()
             data, status, reply = str(err).encode(), 502, None
+        finally:
+            upstream.close()
         with self.server.lock:
             self.server.timings.append((time.perf_counter() - start, status))
         self.send_response(status)
