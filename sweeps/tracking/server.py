@@ -64,7 +64,7 @@ def server_command(root: str, port: int, *, host: str = "127.0.0.1", backend_sto
 
 def is_postgres(uri: str | None) -> bool:
     """Whether URI names a PostgreSQL database (postgresql://, or with a driver: postgresql+psycopg://)."""
-    return bool(uri) and uri.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
+    return bool(uri) and uri.split(":", 1)[0].split("+", 1)[0] == "postgresql"
 
 
 def check_database(uri: str) -> None:
@@ -72,8 +72,7 @@ def check_database(uri: str) -> None:
     one line, if it cannot, rather than a traceback from each of the server's workers. The
     password comes from the URI or, better, from libpq's PGPASSWORD or ~/.pgpass."""
     import sqlalchemy
-    engine = sqlalchemy.create_engine(uri.replace("postgres://", "postgresql://", 1),
-                                      connect_args={"connect_timeout": DATABASE_CHECK_S})
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": DATABASE_CHECK_S})
     try:
         with engine.connect():
             pass
@@ -94,9 +93,10 @@ def auth_environment(root: str, database_uri: str) -> dict[str, str]:
     mlflow_dir = os.path.dirname(importlib.util.find_spec("mlflow").origin)
     config = configparser.ConfigParser()
     config.read(os.path.join(mlflow_dir, "server", "auth", "basic_auth.ini"))
-    config["mlflow"]["database_uri"] = database_uri
+    config["mlflow"]["database_uri"] = database_uri.replace("%", "%%")  # MLflow reads it with interpolation
     path = os.path.join(os.path.abspath(root), AUTH_CONFIG)
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # also when an earlier start left it readable to others
         config.write(fh)
     return {"MLFLOW_AUTH_CONFIG_PATH": path}
 
