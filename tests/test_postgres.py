@@ -61,6 +61,19 @@ def test_the_users_live_in_postgresql_and_the_nodes_user_is_no_admin(postgres, p
     tracking.check_access(uri)
 
 
+def test_the_auth_config_names_the_users_database_as_mlflow_reads_it(tmp_path, monkeypatch):
+    from mlflow.server.auth.config import read_auth_config
+    uri = "postgresql://sweeps:p%40ss@db.example:5432/mlflow"  # a percent-encoded password
+    (tmp_path / tracking.AUTH_CONFIG).write_text("left by an earlier start")
+    (tmp_path / tracking.AUTH_CONFIG).chmod(0o644)
+    for key, value in tracking.auth_environment(str(tmp_path), uri).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_USERNAME", raising=False)
+    config = read_auth_config()
+    assert (config.database_uri, config.admin_username, config.default_permission) == (uri, "admin", "READ")
+    assert (tmp_path / tracking.AUTH_CONFIG).stat().st_mode & 0o077 == 0
+
+
 def test_a_database_that_refuses_the_server_is_one_line(postgres, tmp_path):
     wrong = {**os.environ, "PGPASSWORD": "not-the-password"}
     refused = subprocess.run([sys.executable, "-m", "sweeps", "server", "--port", str(tracking.free_port()),
