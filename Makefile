@@ -26,8 +26,16 @@ demo: $(VENV)/.installed
 TORCH_PATH_TESTS = tests/test_train.py tests/test_train_cli.py tests/test_metrics.py tests/test_methods.py \
 	tests/test_generate.py tests/test_pooling.py tests/test_kl.py
 
-test: $(VENV)/.installed
+# The PostgreSQL tests (tests/postgres.py) run Debian's server binaries: installed here when absent
+# (as root, or through sudo); should that fail, those tests fail saying what is missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || command -v initdb > /dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } || \
+	  echo "make: Debian's postgresql package could not be installed; the PostgreSQL tests will fail"
+
+test: $(VENV)/.installed postgres-server
 	$(PY) -m pytest -q
 	MODELS_NATIVE=off $(PY) -m pytest -q $(TORCH_PATH_TESTS)
 
-.PHONY: install demo test
+.PHONY: install demo test postgres-server

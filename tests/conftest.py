@@ -1,5 +1,5 @@
-"""Shared fixtures: one real MLflow tracking server and one local Ray per test session; the
-C kernels' build targets that ran, said at the end."""
+"""Shared fixtures: one real MLflow tracking server and one local Ray per test session, a real
+PostgreSQL server per module that asks; the C kernels' build targets that ran, said at the end."""
 import sys
 
 import pytest
@@ -12,6 +12,21 @@ def mlflow_server(tmp_path_factory):
     """URI of a real `mlflow server` on a free 127.0.0.1 port over SQLite in a temp dir."""
     with tracking.local_server(str(tmp_path_factory.mktemp("mlflow"))) as server:
         yield server.ready()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL server on a free 127.0.0.1 port over a throwaway directory (tests/postgres.py)."""
+    from tests import postgres as pg
+    try:
+        pg.binaries()
+        missing = None
+    except pg.MissingServer as err:
+        missing = str(err)
+    if missing:  # a failure, not a skip: `make test` installs the server
+        pytest.fail(missing, pytrace=False)
+    with pg.postgres_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -426,7 +426,8 @@ def test_cluster_yaml_is_a_valid_launcher_config_for_this_project():
     assert not [c for c in config["setup_commands"] + config["worker_start_ray_commands"] if "head.env" in c]
     docs = (REPO / "docs" / "cluster.md").read_text()
     assert _env_block(docs, "~/.config/sweeps/cluster.env") == {
-        "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "SHARED_NFS"}
+        "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "SHARED_NFS",
+        "SWEEPS_TRACKING_DB"}
     assert "~/.config/sweeps/cluster.env" in config["file_mounts"]
     # Nothing secret in the file itself: tokens and passwords are only read from those files.
     assert not re.search(r"(TOKEN|PASSWORD|SECRET_KEY)\w*\s*[=:]\s*[^\s${]", text)
@@ -434,7 +435,8 @@ def test_cluster_yaml_is_a_valid_launcher_config_for_this_project():
                if "ray start" in c or "python -m sweeps" in c)
 
     # The tracking server: a systemd service installed on the head, restarted when it fails,
-    # basic auth, its SQLite database on the head's disk (never NFS), its artifacts shared.
+    # basic auth, its database the one setting SWEEPS_TRACKING_DB of cluster.env (PostgreSQL outside
+    # the cluster), else SQLite on the head's disk (never NFS); its artifacts shared.
     assert any("sweeps/cluster/sweeps-mlflow.service" in c and "systemctl enable sweeps-mlflow" in c
                for c in config["head_setup_commands"])
     assert "sudo systemctl restart sweeps-mlflow" in config["head_start_ray_commands"]
@@ -444,7 +446,10 @@ def test_cluster_yaml_is_a_valid_launcher_config_for_this_project():
     assert executable == "@PYTHON@" and words[:2] == ["-m", "sweeps"]
     parsed = cli.build_parser().parse_args(words[2:])
     assert parsed.command == "server" and parsed.app_name == "basic-auth" and not server.is_loopback(parsed.host)
-    assert parsed.backend_store_uri == "sqlite:////var/lib/sweeps/mlflow.db"
+    assert parsed.backend_store_uri == "${SWEEPS_TRACKING_DB}"  # systemd fills it in from head.env
+    database = next(c for c in config["head_setup_commands"] if "SWEEPS_TRACKING_DB=" in c)
+    assert f'"SWEEPS_TRACKING_DB=${{SWEEPS_TRACKING_DB:-sqlite:////var/lib/sweeps/mlflow.db}}" | sudo tee -a {head_env}' \
+        in database and "PGPASSWORD" in database  # its password only the head holds
     assert service["StateDirectory"] == "sweeps" and service["WorkingDirectory"] == "/var/lib/sweeps"
     assert parsed.artifacts_destination.startswith("/mnt/shared/")
     # ... and, as its admin, the nodes' user: every `python -m sweeps ...` is a command the CLI accepts.

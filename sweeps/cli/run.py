@@ -69,9 +69,10 @@ def main(args: argparse.Namespace) -> int:
                          seed=int(overrides.get("seed", 0)), tracking_uri=uri, mlflow_root=os.getcwd(),
                          results=str(results_dir(name)),
                          command=redact(" ".join(["python -m sweeps", *sys.argv[1:]])))
-    # A sweep that --resume-if-exists resumes uses the server given here, if any, as `resume --tracking-uri`.
-    return engine.run_sweep(record, space, resume_if_exists=args.resume_if_exists,
-                            tracking_uri=uri if args.tracking_uri else None)
+    # A sweep that --resume-if-exists resumes uses the server given here (--tracking-uri or
+    # $MLFLOW_TRACKING_URI), if any, as `resume --tracking-uri`: a head rebuilt after its loss
+    # serves the same database at a new address, which its jobs find in their environment.
+    return engine.run_sweep(record, space, resume_if_exists=args.resume_if_exists, tracking_uri=uri)
 
 
 def sweep_name(space_file: str, name: str | None) -> str:

@@ -1,7 +1,7 @@
 """MLflow: the only code of the project that imports it.
 
-Owns the tracking server (`server`: a local one over ./mlflow.db, or the user's; every
-write goes through a server, never to SQLite directly) and its users (`users`: the one a
+Owns the tracking server (`server`: a local one over ./mlflow.db, or the user's, over SQLite
+or PostgreSQL; every write goes through a server, never to the database directly) and its users (`users`: the one a
 cluster's sweeps write with), the write side the engine uses
 (`sweep_run`: a sweep's experiment and parent run; `trial_run`: each trial's child run)
 and the read side the analysis uses (`store`). MLflow is imported lazily, inside the
@@ -9,8 +9,9 @@ calls, so that a command refuses bad input before it loads. Imports PyYAML and
 matplotlib besides; of sweeps only `errors` and `names`.
 """
 from sweeps.tracking.client import CREDENTIALS, check_access, command_server, split_credentials, use_credentials
-from sweeps.tracking.server import (ARTIFACTS_DIR, DB_FILE, Server, TrackingError, check_uri, free_port,
-                                    local_server, server_command, server_environment)
+from sweeps.tracking.server import (ARTIFACTS_DIR, AUTH_CONFIG, DB_FILE, Server, TrackingError, auth_environment,
+                                    check_database, check_uri, free_port, is_postgres, local_server, server_command,
+                                    server_environment)
 from sweeps.tracking.store import Store, Sweep, TrialRecord, open_store
 from sweeps.tracking.sweep_run import (EXPERIMENT_KIND, PARENT_TAG, TRIAL_TAG, delete_lost_runs, finish_sweep_run,
                                        load_runs, reopen_run, start_sweep_run, supersede_sweep_run, ui_link)
@@ -20,8 +21,8 @@ from sweeps.tracking.users import set_user
 
 __all__ = [
     # the server
-    "ARTIFACTS_DIR", "DB_FILE", "Server", "TrackingError", "check_uri", "free_port", "local_server",
-    "server_command", "server_environment", "check_access", "command_server", "CREDENTIALS", "split_credentials",
+    "ARTIFACTS_DIR", "AUTH_CONFIG", "DB_FILE", "Server", "TrackingError", "auth_environment", "check_database",
+    "check_uri", "free_port", "is_postgres", "local_server", "server_command", "server_environment", "check_access", "command_server", "CREDENTIALS", "split_credentials",
     "use_credentials",
     "set_user",
     # the write side

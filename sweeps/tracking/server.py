@@ -17,6 +17,8 @@ import time
 import urllib.request
 from typing import Iterator
 
+from sweeps.errors import redact
+
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 SHUTDOWN_S = 20
@@ -30,6 +32,12 @@ MLflow's schema migrations, which took over 2 minutes on a busy 2-core machine."
 GIVEN_SERVER_S = 15
 """How long a command waits for a tracking server it was given (--tracking-uri) to answer:
 the user runs that one, so it is up or it is not."""
+
+
+AUTH_CONFIG = "mlflow-auth.ini"
+"""MLflow's basic-auth config that `auth_environment` writes where the server starts, naming
+its user store: MLflow reads that store's URI from a file only (MLFLOW_AUTH_CONFIG_PATH)."""
+DATABASE_CHECK_S = 15
 
 
 class TrackingError(RuntimeError):
@@ -52,6 +60,45 @@ def server_command(root: str, port: int, *, host: str = "127.0.0.1", backend_sto
             "--workers", "1", "--backend-store-uri", backend_store_uri or f"sqlite:///{db}",
             "--artifacts-destination", artifacts_destination or os.path.join(os.path.abspath(root), ARTIFACTS_DIR),
             *(["--app-name", app_name] if app_name else [])]
+
+
+def is_postgres(uri: str | None) -> bool:
+    """Whether URI names a PostgreSQL database (postgresql://, or with a driver: postgresql+psycopg://)."""
+    return bool(uri) and uri.split(":", 1)[0].split("+", 1)[0] == "postgresql"
+
+
+def check_database(uri: str) -> None:
+    """Connect to the PostgreSQL database URI once (SQLAlchemy, as MLflow will): TrackingError,
+    one line, if it cannot, rather than a traceback from each of the server's workers. The
+    password comes from the URI or, better, from libpq's PGPASSWORD or ~/.pgpass."""
+    import sqlalchemy
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": DATABASE_CHECK_S})
+    try:
+        with engine.connect():
+            pass
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as err:
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise TrackingError(f"database {redact(uri)}: {reason}") from None
+    finally:
+        engine.dispose()
+
+
+def auth_environment(root: str, database_uri: str) -> dict[str, str]:
+    """The environment that makes MLflow's basic-auth app keep its users and permissions in
+    DATABASE_URI: MLflow's own config with that `database_uri`, written to ROOT/mlflow-auth.ini
+    (readable by this user only: the URI may hold a password)."""
+    import configparser
+    import importlib.util
+    # Found, not imported: importing mlflow.server builds its whole app.
+    mlflow_dir = os.path.dirname(importlib.util.find_spec("mlflow").origin)
+    config = configparser.ConfigParser()
+    config.read(os.path.join(mlflow_dir, "server", "auth", "basic_auth.ini"))
+    config["mlflow"]["database_uri"] = database_uri.replace("%", "%%")  # MLflow reads it with interpolation
+    path = os.path.join(os.path.abspath(root), AUTH_CONFIG)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # also when an earlier start left it readable to others
+        config.write(fh)
+    return {"MLFLOW_AUTH_CONFIG_PATH": path}
 
 
 def server_environment() -> dict[str, str]:
