@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   install, then run a complete small sweep on the embedded default
-#   make test   install, then run the test suite
+#   make test   install, then run the test suite (CI's command)
+# While editing, `make test-fast` runs every test but the end-to-end ones (minutes, not a quarter hour).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
@@ -23,4 +24,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
-.PHONY: install demo test
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not e2e"
+
+.PHONY: install demo test test-fast

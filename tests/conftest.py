@@ -1,7 +1,19 @@
-"""Shared fixtures: one real MLflow tracking server and one local Ray per test session."""
+"""Shared fixtures: one real MLflow tracking server and one local Ray per test session; and the
+rule that a test using either is marked end to end."""
 import pytest
 
 from sweeps import tracking
+
+E2E_FIXTURES = {"mlflow_server", "local_ray"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that starts the tracking server or Ray without the e2e mark would slow `make
+    test-fast` by a minute: refuse it, by name."""
+    unmarked = [item.nodeid for item in items
+                if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("e2e")]
+    if unmarked:
+        raise pytest.UsageError("mark these @pytest.mark.e2e (they use a server or Ray): " + ", ".join(unmarked))
 
 
 @pytest.fixture(scope="session")

@@ -37,9 +37,8 @@ from ray.autoscaler._private.util import prepare_config, validate_config  # what
 
 from sweeps import cli, tracking
 from sweeps.cluster import server
-from tests.helpers import session_pids
+from tests.helpers import REPO, session_pids, sweep_runs, sweeps_cli
 
-REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 # Seed replicates of a tiny model whose epochs take about a second here.
 # No --seed: the space searches the seed, and a fixed one would replace every sampled value.
@@ -113,8 +112,7 @@ def cluster():
 
 
 def sweeps(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweeps", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return sweeps_cli(*args, env=env, timeout=timeout)
 
 
 def _trial_on(client: MlflowClient, experiment: str, node_id: str, timeout: float, epochs: int = 1):
@@ -131,6 +129,7 @@ def _trial_on(client: MlflowClient, experiment: str, node_id: str, timeout: floa
     raise AssertionError(f"no trial ran on node {node_id} within {timeout}s")
 
 
+@pytest.mark.e2e
 def test_submitted_sweep_spreads_over_nodes_and_survives_losing_one(cluster, mlflow_server, tmp_path):
     env, address, (head, spare) = cluster
     name = "spread"
@@ -160,7 +159,7 @@ def test_submitted_sweep_spreads_over_nodes_and_survives_losing_one(cluster, mlf
     status = sweeps(env, "status", job, "--address", address)
     assert f"job {job}: SUCCEEDED (sweep {name})" in status.stdout
 
-    parent, children = _sweep_runs(client, name)
+    parent, children = sweep_runs(client, name)
     assert parent.info.status == "FINISHED"
     trial_ids = [r.data.tags[tracking.TRIAL_TAG] for r in children]
     assert len(trial_ids) == len(set(trial_ids)) == 4  # one run per trial, the retried one included
@@ -182,6 +181,7 @@ def test_submitted_sweep_spreads_over_nodes_and_survives_losing_one(cluster, mlf
     assert json.loads((tmp_path / "shared" / name / "sweep.json").read_text())["name"] == name
 
 
+@pytest.mark.e2e
 def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server, tmp_path):
     env, address, (head, spare) = cluster
     spare.kill()  # whether or not the test above ran: the head's one CPU, one trial at a time
@@ -197,7 +197,7 @@ def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server,
     deadline = time.monotonic() + 120
     while "STOPPED" not in sweeps(env, "status", f"sweep-{name}-1", "--address", address).stdout:
         assert time.monotonic() < deadline, "the job did not stop"
-    parent, _ = _sweep_runs(client, name)
+    parent, _ = sweep_runs(client, name)
     assert parent.info.status == "KILLED"  # the driver was interrupted, not killed: it ended its run
 
     resumed = sweeps(env, *submit)
@@ -205,7 +205,7 @@ def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server,
     logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=400)
     assert logs.returncode == 0 and f"sweep '{name}' exists in" in logs.stdout and "resuming it" in logs.stdout, \
         logs.stdout[-3000:]
-    parent, children = _sweep_runs(client, name)
+    parent, children = sweep_runs(client, name)
     assert parent.info.status == "FINISHED" and len(children) == 3
     assert first.info.run_id in {r.info.run_id for r in children}  # continued, not recreated
     for run in children:
@@ -215,6 +215,7 @@ def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server,
     assert finished.returncode == 2 and "already finished" in finished.stderr
 
 
+@pytest.mark.e2e
 def test_a_job_that_never_started_its_sweep_leaves_the_next_to_run_it(cluster, mlflow_server, tmp_path):
     env, address, (head, spare) = cluster
     name = "unstarted"
@@ -236,17 +237,11 @@ def test_a_job_that_never_started_its_sweep_leaves_the_next_to_run_it(cluster, m
     assert f"--tracking-uri {mlflow_server}" in described and "job-password-1" not in described, described
     logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=900)
     assert logs.returncode == 0 and f"Sweep {name}: 2 trials" in logs.stdout, logs.stdout[-3000:]
-    parent, children = _sweep_runs(MlflowClient(mlflow_server), name)
+    parent, children = sweep_runs(MlflowClient(mlflow_server), name)
     assert parent.info.status == "FINISHED" and len(children) == 2
 
 
-def _sweep_runs(client: MlflowClient, name: str):
-    runs = tracking.load_runs(client.tracking_uri, name)
-    parents = [r for r in runs if tracking.PARENT_TAG not in r.data.tags]
-    assert len(parents) == 1
-    return parents[0], [r for r in runs if tracking.PARENT_TAG in r.data.tags]
-
-
+@pytest.mark.e2e
 def test_tracking_server_binds_where_told_and_requires_basic_auth(tmp_path, monkeypatch):
     port = tracking.free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
@@ -299,7 +294,7 @@ def test_tracking_server_binds_where_told_and_requires_basic_auth(tmp_path, monk
         with_password = f"http://sweeps:{urllib.parse.quote(password, safe='')}@127.0.0.1:{port}"
         right = sweeps(stored, *tiny, "--tracking-uri", with_password, "--name", "auth-sweep", timeout=1200)
         assert right.returncode == 0, right.stdout[-3000:] + right.stderr[-3000:]
-        parent, (trial,) = _sweep_runs(client, "auth-sweep")
+        parent, (trial,) = sweep_runs(client, "auth-sweep")
         assert parent.info.status == "FINISHED" and trial.info.status == "FINISHED"
         assert [m.step for m in client.get_metric_history(trial.info.run_id, "val/neg_elbo")] == [1]
         assert "test/nll" in trial.data.metrics
@@ -334,6 +329,7 @@ def _listening(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.e2e
 def test_exposed_server_without_auth_warns():
     assert server.is_loopback("127.0.0.1") and server.is_loopback("localhost") and server.is_loopback("::1")
     assert not server.is_loopback("0.0.0.0")

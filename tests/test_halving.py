@@ -5,6 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from ray import cloudpickle, tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
@@ -102,6 +103,7 @@ def _last_epochs(tmp_path, interrupt_after: int | None) -> dict[float, int]:
     return {r.config["loss"]: r.metrics["epoch"] for r in grid}
 
 
+@pytest.mark.e2e
 def test_a_resumed_sweep_prunes_as_an_uninterrupted_one(tmp_path, local_ray):
     straight = _last_epochs(tmp_path, None)
     # 1.0 goes on alone; 2.0, 3.0 and 4.0 are behind it (one kept per three); 0.5 leads.

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from tests.test_sweep_run import LR, REPO, write_space
+from tests.helpers import LR, REPO, write_space
 
 CPUS, GPUS = os.cpu_count(), torch.cuda.device_count()
 
@@ -97,6 +97,11 @@ CASES = [
     ("train-dataset-empty", ["train", "--out", "out", "--dataset", "empty"], ["empty.train.txt: file is empty"]),
     ("train-split-blank", ["train", "--out", "out", "--method", "fb", "--dataset", "blank"],
      ["blank.valid.txt: contains no words"]),
+    ("train-dataset-missing", ["train", "--out", "out", "--dataset", "missing/corpus"],
+     ["missing/corpus.train.txt: file not found"]),
+    # options of `train`
+    ("train-set-unknown-key", ["train", "--out", "out", "--set", "model.latnt_dim=3"], ["model.latnt_dim"]),
+    ("train-method-unknown", ["train", "--out", "out", "--method", "nope"], ["unknown method 'nope'"]),
 ]
 
 # Each case through the CLI's entry point in one fresh interpreter, which then reports whether

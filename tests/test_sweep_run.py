@@ -24,38 +24,10 @@ from sweeps import cli, engine, tracking
 from sweeps.engine import progress
 from sweeps.engine.progress import Progress, TrialRow, pareto_front
 from sweeps.space import Objective, load_space
-from tests.helpers import session_pids
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = {"data.synthetic_sentences": 400, "model.enc_emb_dim": 8, "model.enc_hidden": 8,
-        "model.dec_emb_dim": 8, "model.dec_hidden": 8, "model.latent_dim": 2,
-        "eval.iw_samples": 5, "eval.iw_batch": 5}
-LR = {"train.lr": {"type": "float", "low": 0.05, "high": 1.0, "log": True}}
+from tests.helpers import LR, REPO, artifacts, epochs_logged, session_pids, sweep_runs, write_space
 
 
-def write_space(path: Path, params: dict, **top) -> str:
-    fixed = {**TINY, "data.cache_dir": str(path.parent / "cache"), **top.pop("fixed", {})}
-    path.write_text(yaml.safe_dump({"method": "vae", "fixed": fixed, "params": params, **top}))
-    return str(path)
-
-
-def sweep_runs(client: MlflowClient, name: str):
-    """(parent run, child runs) of sweep `name`."""
-    experiment = client.get_experiment_by_name(name)
-    runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if tracking.PARENT_TAG not in r.data.tags]
-    assert len(parents) == 1
-    return parents[0], [r for r in runs if tracking.PARENT_TAG in r.data.tags]
-
-
-def epochs_logged(client: MlflowClient, run) -> list[int]:
-    return [m.step for m in sorted(client.get_metric_history(run.info.run_id, "val/neg_elbo"), key=lambda m: m.step)]
-
-
-def artifacts(client: MlflowClient, run, path=None) -> set[str]:
-    return {a.path for a in client.list_artifacts(run.info.run_id, path)}
-
-
+@pytest.mark.e2e
 def test_sweep_logs_parent_run_and_one_child_run_per_trial(tmp_path, monkeypatch, capsys, mlflow_server, local_ray):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")  # Tune's result.json: every result it got
@@ -101,6 +73,7 @@ def test_sweep_logs_parent_run_and_one_child_run_per_trial(tmp_path, monkeypatch
     assert "completed" in outcomes  # the first trial at a rung is never stopped
 
 
+@pytest.mark.e2e
 def test_trials_stopped_by_halving_reach_optuna_as_pruned(tmp_path, mlflow_server, local_ray):
     space = load_space(write_space(tmp_path / "asha.yaml",
                                    {"train.lr": {"type": "float", "low": 0.001, "high": 1.0, "log": True}},
@@ -124,6 +97,7 @@ def test_trials_stopped_by_halving_reach_optuna_as_pruned(tmp_path, mlflow_serve
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.best_trials)
 
 
+@pytest.mark.e2e
 def test_diverging_trial_is_failed_with_reason_and_sweep_goes_on(tmp_path, monkeypatch, mlflow_server, local_ray):
     monkeypatch.chdir(tmp_path)
     space = write_space(tmp_path / "div.yaml", {"train.lr": {"type": "categorical", "choices": [0.5, 1.0e+30]}},
@@ -149,6 +123,7 @@ def test_diverging_trial_is_failed_with_reason_and_sweep_goes_on(tmp_path, monke
     assert sorted(t.state for t in mirror.trials) == sorted(states)  # as the searcher was told
 
 
+@pytest.mark.e2e
 def test_data_error_in_a_trial_fails_it_at_once_and_an_all_failed_sweep_exits_1(tmp_path, monkeypatch,
                                                                                mlflow_server, local_ray):
     monkeypatch.chdir(tmp_path)
@@ -168,6 +143,7 @@ def test_data_error_in_a_trial_fails_it_at_once_and_an_all_failed_sweep_exits_1(
     assert states == [optuna.trial.TrialState.FAIL] * 2
 
 
+@pytest.mark.e2e
 def test_a_settled_trial_reports_its_test_metrics_and_last_validation_again(tmp_path, mlflow_server):
     """What a trial reports when it finds its run already completed (a driver killed as it ended)."""
     experiment_id, parent = tracking.start_sweep_run(mlflow_server, "settled", {}, {},
@@ -183,6 +159,7 @@ def test_a_settled_trial_reports_its_test_metrics_and_last_validation_again(tmp_
     assert again.settled and again.final_metrics == {"test/nll": 3.0, "val/neg_elbo": 6.0, "val/au": 2.0}
 
 
+@pytest.mark.e2e
 def test_val_objectives_reach_optuna_with_the_last_validation(tmp_path, monkeypatch, capsys, mlflow_server,
                                                                local_ray):
     monkeypatch.chdir(tmp_path)
@@ -206,6 +183,7 @@ def test_val_objectives_reach_optuna_with_the_last_validation(tmp_path, monkeypa
     assert {t.user_attrs["tune_trial_id"]: t.values for t in mirror.trials} == expected
 
 
+@pytest.mark.e2e
 def test_non_finite_test_metrics_fail_the_trial_and_never_rank(tmp_path, monkeypatch, capsys, mlflow_server,
                                                                 local_ray):
     monkeypatch.chdir(tmp_path)
@@ -293,6 +271,7 @@ def _kill_session(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+@pytest.mark.e2e
 def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, monkeypatch, local_ray):
     space = write_space(tmp_path / "kill.yaml", LR, trials=6, epochs=3, max_concurrent=2)
     # The embedded default: no --tracking-uri, so the sweep runs its own server over ./mlflow.db.
@@ -334,6 +313,7 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, 
     assert len(mirrored) == len(set(mirrored)) and set(trial_ids) <= set(mirrored)
 
 
+@pytest.mark.e2e
 def test_resume_if_exists_starts_again_a_sweep_stopped_before_tune_saved_a_trial(tmp_path, monkeypatch, capsys,
                                                                                  mlflow_server, local_ray):
     monkeypatch.chdir(tmp_path)
@@ -361,6 +341,7 @@ def test_resume_if_exists_starts_again_a_sweep_stopped_before_tune_saved_a_trial
     assert client.get_run(sweep.run_id).info.status == "FINISHED" and len(store.trials(sweep)) == 2
 
 
+@pytest.mark.e2e
 def test_one_driver_per_sweep_refuses_a_second_run_and_a_resume_beside_it(tmp_path):
     space = write_space(tmp_path / "one.yaml", LR, trials=2, epochs=2, max_concurrent=2)
     # Both on the embedded default: without the claim each would start a server over ./mlflow.db.
@@ -392,6 +373,7 @@ def test_one_driver_per_sweep_refuses_a_second_run_and_a_resume_beside_it(tmp_pa
     assert parent.info.status == "FINISHED" and len(children) == 2
 
 
+@pytest.mark.e2e
 def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_resume_continues(tmp_path, monkeypatch, local_ray):
     # A grid, which halving never stops: a trial trained to the end is followed by the third.
     space = write_space(tmp_path / "term.yaml", {"train.lr": {"type": "categorical", "choices": [0.2, 0.4, 0.6, 0.8]}},
@@ -438,6 +420,7 @@ def _healthy(uri: str) -> bool:
         return False
 
 
+@pytest.mark.e2e
 def test_local_server_that_dies_mid_sweep_is_restarted_and_loses_no_metric(tmp_path):
     epochs = 8
     # Trials long enough that one is still training once the server is past its start-up, on
@@ -484,6 +467,7 @@ def test_local_server_that_dies_mid_sweep_is_restarted_and_loses_no_metric(tmp_p
         assert epochs_logged(store, run) == list(range(1, epochs + 1)) and "test/nll" in run.data.metrics
 
 
+@pytest.mark.e2e
 def test_tracking_server_down_is_one_line_before_ray_starts(tmp_path):
     (tmp_path / "good.yaml").write_text("method: vae\nparams:\n  train.lr: {type: float, low: 0.1, high: 1.0}\n")
     uri = f"http://127.0.0.1:{tracking.free_port()}"  # nothing listens there
