@@ -98,49 +98,80 @@ def test_trials_stopped_by_halving_reach_optuna_as_pruned(tmp_path, mlflow_serve
 
 
 @pytest.mark.e2e
-def test_diverging_trial_is_failed_with_reason_and_sweep_goes_on(tmp_path, monkeypatch, mlflow_server, local_ray):
+def test_diverging_trials_fail_with_reason_and_val_objectives_reach_optuna_with_the_last_validation(
+        tmp_path, monkeypatch, capsys, mlflow_server, local_ray):
+    """One sweep for the failures a trial meets while the sweep goes on, beside trials trained to
+    the end: a grid (no halving), so every completed trial reaches Optuna as COMPLETE."""
     monkeypatch.chdir(tmp_path)
-    space = write_space(tmp_path / "div.yaml", {"train.lr": {"type": "categorical", "choices": [0.5, 1.0e+30]}},
-                        trials=4, max_concurrent=2)
-    assert cli.main(["run", space, "--name", "div", "--epochs", "1", "--seed", "0",
-                     "--tracking-uri", mlflow_server]) == 0
+    space = write_space(tmp_path / "fails.yaml", {"train.lr": {"type": "categorical", "choices": [0.5, 1.0, 1.0e+30]}},
+                        sampler="grid", trials=3, epochs=2, max_concurrent=2,
+                        objectives=[{"metric": "test/nll", "mode": "min"}, {"metric": "val/neg_elbo", "mode": "min"}])
+    assert cli.main(["run", space, "--name", "fails", "--seed", "0", "--tracking-uri", mlflow_server]) == 0
+    out = capsys.readouterr().out
+    assert "Best val/neg_elbo (min)" in out and "Pareto front" in out
+    summary = out.split("Sweep fails:")[1]
     client = MlflowClient(mlflow_server)
-    parent, children = sweep_runs(client, "div")
-    assert parent.info.status == "FINISHED" and len(children) == 4
-    diverged = [r for r in children if float(r.data.params["train.lr"]) > 1]
-    assert diverged and len(diverged) < 4  # the seed samples both choices
+    parent, children = sweep_runs(client, "fails")
+    assert parent.info.status == "FINISHED" and len(children) == 3
+    expected, diverged = {}, []
     for run in children:
-        if run in diverged:
+        trial = run.data.tags[tracking.TRIAL_TAG]
+        assert "," not in run.data.tags["node.attempts"]  # one attempt: a retry would fail the same way
+        if float(run.data.params["train.lr"]) > 1:
+            diverged.append(trial)
             assert (run.info.status, run.data.tags["trial_status"]) == ("FAILED", "failed")
             assert run.data.tags["failure_reason"].startswith("diverged: training loss became")
-            assert "failure.txt" in artifacts(client, run)
-        else:
-            assert (run.info.status, run.data.tags["trial_status"]) == ("FINISHED", "completed")
-            assert "test/nll" in run.data.metrics
-    states = [t.state for t in engine.load_study(str(tmp_path / "sweep_results" / "div")).trials]
-    assert states.count(optuna.trial.TrialState.FAIL) == len(diverged)
-    mirror = optuna.load_study(study_name="div", storage=engine.storage_url(str(tmp_path / "sweep_results" / "div")))
-    assert sorted(t.state for t in mirror.trials) == sorted(states)  # as the searcher was told
+            assert "failure.txt" in artifacts(client, run) and "test/nll" not in run.data.metrics
+            assert trial not in summary  # never ranked
+            continue
+        assert (run.info.status, run.data.tags["trial_status"]) == ("FINISHED", "completed")
+        history = sorted(client.get_metric_history(run.info.run_id, "val/neg_elbo"), key=lambda m: m.step)
+        assert [m.step for m in history] == [1, 2]
+        expected[trial] = [run.data.metrics["test/nll"], history[-1].value]  # the last validation
+    assert len(diverged) == 1 and len(expected) == 2
+    assert any(trial in summary for trial in expected)
+    results = str(tmp_path / "sweep_results" / "fails")
+    searcher = {t.params["train.lr"]: t for t in engine.load_study(results).trials}
+    assert searcher[1.0e+30].state == optuna.trial.TrialState.FAIL
+    assert sorted(searcher[lr].values for lr in (0.5, 1.0)) == sorted(expected.values())
+    assert all(searcher[lr].state == optuna.trial.TrialState.COMPLETE for lr in (0.5, 1.0))
+    mirror = {t.user_attrs["tune_trial_id"]: t for t in optuna.load_study(study_name="fails",
+                                                                            storage=engine.storage_url(results)).trials}
+    assert {trial: t.values for trial, t in mirror.items() if trial in expected} == expected  # as the searcher was told
+    assert sorted(t.state for t in mirror.values()) == sorted(t.state for t in searcher.values())
 
 
 @pytest.mark.e2e
-def test_data_error_in_a_trial_fails_it_at_once_and_an_all_failed_sweep_exits_1(tmp_path, monkeypatch,
-                                                                               mlflow_server, local_ray):
+def test_trials_failing_on_their_data_or_non_finite_test_metrics_fail_at_once_and_the_sweep_exits_1(
+        tmp_path, monkeypatch, capsys, mlflow_server, local_ray):
+    """One sweep for the failures that end a trial without a retry, all of its trials failing."""
     monkeypatch.chdir(tmp_path)
-    space = write_space(tmp_path / "data.yaml", {"data.name": {"type": "categorical",
-                                                              "choices": ["missing/a", "missing/b"]}},
-                        sampler="grid", trials=2, max_concurrent=2)
-    assert cli.main(["run", space, "--name", "data", "--epochs", "1", "--tracking-uri", mlflow_server]) == 1
+    # On the synthetic corpus, one update per epoch (a batch holds the whole training split): at lr
+    # 1e30 that update's loss is finite, so training does not diverge, but the model it leaves
+    # evaluates to NaN. The other corpus does not exist.
+    space = write_space(tmp_path / "broken.yaml", {"data.name": {"type": "categorical",
+                                                               "choices": ["synthetic", "missing/a"]}},
+                        sampler="grid", trials=2, epochs=1, max_concurrent=2,
+                        fixed={"train.lr": 1.0e+30, "data.batch_size": 400})
+    assert cli.main(["run", space, "--name", "broken", "--seed", "0", "--tracking-uri", mlflow_server]) == 1
+    summary = capsys.readouterr().out.split("Sweep broken:")[1]
+    assert "Best " not in summary  # nothing ranks: a NaN would come first or never be dominated
     client = MlflowClient(mlflow_server)
-    parent, children = sweep_runs(client, "data")
+    parent, children = sweep_runs(client, "broken")
     assert parent.info.status == "FAILED" and len(children) == 2
-    for run in children:
+    runs = {r.data.params["data.name"]: r for r in children}
+    for run in runs.values():
         assert (run.info.status, run.data.tags["trial_status"]) == ("FAILED", "failed")
-        assert run.data.tags["failure_reason"] == (f"data rejected by models: {run.data.params['data.name']}"
-                                                   ".train.txt: file not found")
         assert "," not in run.data.tags["node.attempts"]  # one attempt: a retry would fail the same way
-    states = [t.state for t in engine.load_study(str(tmp_path / "sweep_results" / "data")).trials]
-    assert states == [optuna.trial.TrialState.FAIL] * 2
+        assert "test/nll" not in run.data.metrics and run.data.tags[tracking.TRIAL_TAG] not in summary
+    reason = runs["synthetic"].data.tags["failure_reason"]
+    assert reason.startswith("diverged: final metrics not finite: ") and "test/nll=nan" in reason
+    assert runs["missing/a"].data.tags["failure_reason"] == "data rejected by models: missing/a.train.txt: file not found"
+    results = str(tmp_path / "sweep_results" / "broken")
+    assert [t.state for t in engine.load_study(results).trials] == [optuna.trial.TrialState.FAIL] * 2
+    mirror = optuna.load_study(study_name="broken", storage=engine.storage_url(results))
+    assert {t.params["data.name"]: t.state for t in mirror.trials} == {
+        "synthetic": optuna.trial.TrialState.FAIL, "missing/a": optuna.trial.TrialState.FAIL}
 
 
 @pytest.mark.e2e
@@ -157,55 +188,6 @@ def test_a_settled_trial_reports_its_test_metrics_and_last_validation_again(tmp_
     run.finish("completed")
     again = tracking.TrialRun.find_or_create(mlflow_server, experiment_id, parent, "t0")
     assert again.settled and again.final_metrics == {"test/nll": 3.0, "val/neg_elbo": 6.0, "val/au": 2.0}
-
-
-@pytest.mark.e2e
-def test_val_objectives_reach_optuna_with_the_last_validation(tmp_path, monkeypatch, capsys, mlflow_server,
-                                                               local_ray):
-    monkeypatch.chdir(tmp_path)
-    # A grid: no halving, so every trial trains to the end and must reach Optuna as COMPLETE.
-    space = write_space(tmp_path / "val.yaml", {"train.lr": {"type": "categorical", "choices": [0.5, 1.0]}},
-                        sampler="grid", trials=2, epochs=2, max_concurrent=2,
-                        objectives=[{"metric": "test/nll", "mode": "min"}, {"metric": "val/neg_elbo", "mode": "min"}])
-    assert cli.main(["run", space, "--name", "val", "--seed", "0", "--tracking-uri", mlflow_server]) == 0
-    out = capsys.readouterr().out
-    assert "Best val/neg_elbo (min)" in out and "Pareto front" in out
-    client = MlflowClient(mlflow_server)
-    expected = {}
-    for run in sweep_runs(client, "val")[1]:
-        history = sorted(client.get_metric_history(run.info.run_id, "val/neg_elbo"), key=lambda m: m.step)
-        assert [m.step for m in history] == [1, 2]
-        expected[run.data.tags[tracking.TRIAL_TAG]] = [run.data.metrics["test/nll"], history[-1].value]
-    searcher = engine.load_study(str(tmp_path / "sweep_results" / "val"))
-    assert [t.state for t in searcher.trials] == [optuna.trial.TrialState.COMPLETE] * 2
-    assert sorted(t.values for t in searcher.trials) == sorted(expected.values())
-    mirror = optuna.load_study(study_name="val", storage=engine.storage_url(str(tmp_path / "sweep_results" / "val")))
-    assert {t.user_attrs["tune_trial_id"]: t.values for t in mirror.trials} == expected
-
-
-@pytest.mark.e2e
-def test_non_finite_test_metrics_fail_the_trial_and_never_rank(tmp_path, monkeypatch, capsys, mlflow_server,
-                                                                local_ray):
-    monkeypatch.chdir(tmp_path)
-    # One update per epoch (a batch holds the whole training split): at lr 1e30 that update's loss is
-    # finite, so training does not diverge, but the model it leaves evaluates to NaN.
-    space = write_space(tmp_path / "nan.yaml", {"train.lr": {"type": "categorical", "choices": [0.5, 1.0e+30]}},
-                        sampler="grid", trials=2, epochs=1, max_concurrent=2, fixed={"data.batch_size": 400})
-    assert cli.main(["run", space, "--name", "nan", "--seed", "0", "--tracking-uri", mlflow_server]) == 0
-    summary = capsys.readouterr().out.split("Sweep nan:")[1]
-    client = MlflowClient(mlflow_server)
-    runs = {float(r.data.params["train.lr"]): r for r in sweep_runs(client, "nan")[1]}
-    bad, good = runs[1.0e+30], runs[0.5]
-    assert (bad.info.status, bad.data.tags["trial_status"]) == ("FAILED", "failed")
-    assert "test/nll=nan" in bad.data.tags["failure_reason"] and "test/nll" not in bad.data.metrics
-    assert good.data.tags["trial_status"] == "completed"
-    assert bad.data.tags[tracking.TRIAL_TAG] not in summary and good.data.tags[tracking.TRIAL_TAG] in summary
-    mirror = optuna.load_study(study_name="nan", storage=engine.storage_url(str(tmp_path / "sweep_results" / "nan")))
-    assert {t.params["train.lr"]: t.state for t in mirror.trials} == {
-        0.5: optuna.trial.TrialState.COMPLETE, 1.0e+30: optuna.trial.TrialState.FAIL}
-    searcher = engine.load_study(str(tmp_path / "sweep_results" / "nan"))
-    assert {t.params["train.lr"]: t.state for t in searcher.trials} == {
-        t.params["train.lr"]: t.state for t in mirror.trials}
 
 
 def _wait_for_completed_trials(proc: subprocess.Popen, count: int, timeout: float) -> None:
