@@ -1,0 +1,267 @@
+"""Faults a sweep meets, injected for real: its driver killed or sent SIGTERM, a second driver
+beside it, its tracking server dying or down. Each drives `python -m sweeps` as a user runs
+it (a subprocess in its own session) and reads what the sweep left in its MLflow store."""
+import contextlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from sweeps import cli, engine, tracking
+from tests.helpers import LR, REPO, epochs_logged, session_pids, sweep_runs, write_space
+
+pytestmark = pytest.mark.e2e
+
+
+def _wait_for_completed_trials(proc: subprocess.Popen, count: int, timeout: float) -> None:
+    """Read the sweep's progress until `count` trials have been trained to the end with trials
+    still running."""
+    seen, deadline = "", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, f"sweep exited early:\n{seen}"
+        seen += line
+        counts = re.search(r"(\d+) running, \d+ pending, (\d+) completed, \d+ pruned, \d+ failed", line)
+        if counts:
+            running, done = map(int, counts.groups())
+            if running and done >= count:
+                return
+    raise AssertionError(f"no {count} completed trials in {timeout}s:\n{seen}")
+
+
+def _wait_for_interrupted_store(proc: subprocess.Popen, db: Path, ended: int, epochs: int, timeout: float) -> None:
+    """Poll the store (read-only, beside its server) until `ended` trial runs have ended while
+    another is running with some but not all of its `epochs` logged: Tune's "running" count
+    includes trials whose process has not created its run yet, so the progress line cannot say so."""
+    query = """SELECT r.status, (SELECT COUNT(*) FROM metrics m WHERE m.run_uuid = r.run_uuid
+                                 AND m.key = 'val/neg_elbo')
+               FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = ?"""
+    output: list[str] = []  # drained, so that the driver never blocks on a full pipe
+    threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"sweep exited early:\n{''.join(output)}"
+        with contextlib.suppress(sqlite3.Error):
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+                rows = con.execute(query, (tracking.TRIAL_TAG,)).fetchall()
+            if (sum(status != "RUNNING" for status, _ in rows) >= ended
+                    and any(status == "RUNNING" and 0 < logged < epochs for status, logged in rows)):
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"no {ended} ended trials beside a running one in {timeout}s:\n{''.join(output)}")
+
+
+def _server_processes(db: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(db).encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _driver(cwd: Path, *args: str) -> subprocess.Popen:
+    """`python -m sweeps ARGS` in its own session (so that the test can kill what it leaves),
+    output merged into stdout."""
+    return subprocess.Popen([sys.executable, "-m", "sweeps", *args], cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    """Whatever a driver's session still runs (Ray's processes, after a driver killed hard)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, monkeypatch, local_ray):
+    space = write_space(tmp_path / "kill.yaml", LR, trials=6, epochs=3, max_concurrent=2)
+    # The embedded default: no --tracking-uri, so the sweep runs its own server over ./mlflow.db.
+    proc = _driver(tmp_path, "run", space, "--name", "k", "--seed", "2")
+    try:
+        _wait_for_interrupted_store(proc, tmp_path / "mlflow.db", 2, epochs=3, timeout=240)
+        proc.send_signal(signal.SIGKILL)  # the driver only: Ray and the MLflow server must notice
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while _server_processes(tmp_path / "mlflow.db") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _server_processes(tmp_path / "mlflow.db"), "the MLflow server outlived its driver"
+    finally:
+        _kill_session(proc)  # Ray agents the killed driver leaves behind
+    # With every writer gone the store can be read directly.
+    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    _, before = sweep_runs(store, "k")
+    ended = {r.data.tags[tracking.TRIAL_TAG]: r.info.end_time for r in before if r.info.status != "RUNNING"}
+    assert ended and any(r.info.status == "RUNNING" for r in before)
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["resume", "k"]) == 0
+    parent, after = sweep_runs(store, "k")
+    assert parent.info.status == "FINISHED"
+    trial_ids = [r.data.tags[tracking.TRIAL_TAG] for r in after]
+    assert len(trial_ids) == len(set(trial_ids)) == 6
+    for run in after:
+        assert run.info.status in ("FINISHED", "KILLED")
+        steps = epochs_logged(store, run)
+        assert steps == list(range(1, len(steps) + 1))  # no epoch lost, none logged twice
+        if run.data.tags[tracking.TRIAL_TAG] in ended:  # finished before the kill: not rerun
+            assert run.info.end_time == ended[run.data.tags[tracking.TRIAL_TAG]]
+    study = engine.load_study(str(tmp_path / "sweep_results" / "k"))
+    assert len(study.trials) >= 6
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    # The Optuna storage holds every trial once, however often its end was reported.
+    mirror = optuna.load_study(study_name="k", storage=engine.storage_url(str(tmp_path / "sweep_results" / "k")))
+    mirrored = [t.user_attrs["tune_trial_id"] for t in mirror.trials]
+    assert len(mirrored) == len(set(mirrored)) and set(trial_ids) <= set(mirrored)
+
+
+def test_one_driver_per_sweep_refuses_a_second_run_and_a_resume_beside_it(tmp_path):
+    space = write_space(tmp_path / "one.yaml", LR, trials=2, epochs=2, max_concurrent=2)
+    # Both on the embedded default: without the claim each would start a server over ./mlflow.db.
+    drivers = [_driver(tmp_path, "run", space, "--name", "x", "--seed", "0") for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 600  # generous: imports alone take minutes on a busy 2-core machine
+        while all(d.poll() is None for d in drivers):
+            assert time.monotonic() < deadline, "neither driver was refused"
+            time.sleep(0.2)
+        refused = next(d for d in drivers if d.poll() is not None)
+        winner = next(d for d in drivers if d is not refused)
+        said = refused.stdout.read().strip().splitlines()
+        assert refused.returncode == 2 and said[-1].startswith("error: sweep 'x' is already "), said
+        assert sum("error" in line.lower() for line in said) == 1  # one line, no traceback
+        record = tmp_path / "sweep_results" / "x" / "sweep.json"
+        while not record.exists():  # the winner has its parent run: a resume now meets it running
+            assert winner.poll() is None and time.monotonic() < deadline + 600, "the winner did not start"
+            time.sleep(0.2)
+        beside = subprocess.run([sys.executable, "-m", "sweeps", "resume", "x"], cwd=tmp_path, capture_output=True,
+                                text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+        assert beside.returncode == 2 and "sweep 'x' is already running (pid" in beside.stderr, beside.stderr
+        out, _ = winner.communicate(timeout=900)
+        assert winner.returncode == 0, out[-3000:]
+    finally:
+        for driver in drivers:
+            _kill_session(driver)
+    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent, children = sweep_runs(store, "x")  # one parent run: the refused drivers created none
+    assert parent.info.status == "FINISHED" and len(children) == 2
+
+
+def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_resume_continues(tmp_path, monkeypatch, local_ray):
+    # A grid, which halving never stops: a trial trained to the end is followed by the third.
+    space = write_space(tmp_path / "term.yaml", {"train.lr": {"type": "categorical", "choices": [0.2, 0.4, 0.6, 0.8]}},
+                        sampler="grid", trials=4, epochs=3, max_concurrent=2)
+    proc = _driver(tmp_path, "run", space, "--name", "t", "--seed", "3")
+    try:
+        _wait_for_completed_trials(proc, 1, timeout=900)
+        # To every process of the driver's group, Ray's included, as `timeout`, a batch scheduler
+        # or a systemd stop signals a job's processes; `kill PID` reaches the driver alone.
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        _kill_session(proc)
+    assert proc.returncode == 130, out[-3000:]
+    shown = re.search(r"Sweep t: (\d+) trials \((.*)\)", out)
+    assert shown and int(shown.group(1)) >= 2 and "completed" in shown.group(2), out[-3000:]  # the last rows
+    assert "Resume: python -m sweeps resume t" in out
+    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent, _ = sweep_runs(store, "t")
+    assert parent.info.status == "KILLED"
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["resume", "t"]) == 0  # Tune saved its state on the way out
+    parent, after = sweep_runs(store, "t")
+    assert parent.info.status == "FINISHED"
+    trial_ids = [r.data.tags[tracking.TRIAL_TAG] for r in after]
+    assert len(trial_ids) == len(set(trial_ids)) == 4
+    for run in after:
+        steps = epochs_logged(store, run)
+        assert steps == list(range(1, len(steps) + 1))
+
+
+def _age(pid: int) -> float:
+    """Seconds since process PID started."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _healthy(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def test_local_server_that_dies_mid_sweep_is_restarted_and_loses_no_metric(tmp_path):
+    epochs = 8
+    # Trials long enough that one is still training once the server is past its start-up, on
+    # a quiet machine too (TINY's 400 sentences ended the sweep first there).
+    space = write_space(tmp_path / "die.yaml", {"seed": {"type": "categorical", "choices": [0, 1, 2]}},
+                        sampler="grid", trials=3, epochs=epochs, max_concurrent=1,
+                        fixed={"data.synthetic_sentences": 4000})
+    proc = _driver(tmp_path, "run", space, "--name", "die")
+    try:
+        deadline = time.monotonic() + 900
+        guard = None
+        while guard is None:  # the embedded default's guard, in its own session
+            assert proc.poll() is None and time.monotonic() < deadline, "no local server started"
+            guard = next((pid for pid in _server_processes(tmp_path / "mlflow.db")
+                          if "sweeps.tracking" in Path(f"/proc/{pid}/cmdline").read_text()), None)
+            time.sleep(0.2)
+        port = re.search(r"--port\x00(\d+)", Path(f"/proc/{guard}/cmdline").read_text()).group(1)
+        uri = f"http://127.0.0.1:{port}"
+        client = MlflowClient(uri)
+        mid = None
+        while mid is None:  # a trial mid-training, on a server past its start-up
+            assert proc.poll() is None and time.monotonic() < deadline, "no trial caught mid-training"
+            server = [pid for pid in session_pids(guard) if pid != guard]
+            experiment = client.get_experiment_by_name("die") if _healthy(uri) else None
+            if experiment and server and min(map(_age, server)) > tracking.server.START_FAILURE_S + 2:
+                mid = next((r for r in client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+                            if tracking.PARENT_TAG in r.data.tags
+                            and 1 <= len(epochs_logged(client, r)) < epochs - 1), None)
+            time.sleep(0.3)
+        for pid in server:  # the server crashes; its guard lives on
+            os.kill(pid, signal.SIGKILL)
+        assert not _healthy(uri)
+        out, _ = proc.communicate(timeout=1200)
+        assert proc.returncode == 0, out[-3000:]
+    finally:
+        _kill_session(proc)
+    assert "restarting it (1 of 3)" in (tmp_path / ".mlflow-server.log").read_text()
+    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent, children = sweep_runs(store, "die")
+    assert parent.info.status == "FINISHED" and len(children) == 3
+    assert mid.info.run_id in {r.info.run_id for r in children}
+    for run in children:  # every epoch, those trained while the server was down included
+        assert (run.info.status, run.data.tags["trial_status"]) == ("FINISHED", "completed")
+        assert epochs_logged(store, run) == list(range(1, epochs + 1)) and "test/nll" in run.data.metrics
+
+
+def test_tracking_server_down_is_one_line_before_ray_starts(tmp_path):
+    (tmp_path / "good.yaml").write_text("method: vae\nparams:\n  train.lr: {type: float, low: 0.1, high: 1.0}\n")
+    uri = f"http://127.0.0.1:{tracking.free_port()}"  # nothing listens there
+    # Timed from after the imports, which take minutes on a busy machine.
+    script = ("import json, sys, time, ray, sweeps.engine\nfrom sweeps.cli import main\nstart = time.monotonic()\n"
+              f"code = main(['run', 'good.yaml', '--tracking-uri', {uri!r}])\n"
+              "print(json.dumps([code, ray.is_initialized(), time.monotonic() - start]))")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=900)
+    code, ray_started, seconds = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert code == 2 and not ray_started and seconds < 60  # not MLflow's minutes of retries
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith(f"error: tracking server {uri} not healthy"), proc.stderr
+    assert not list(tmp_path.glob("sweep_results/*/sweep.json"))
