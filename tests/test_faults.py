@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,93 +20,100 @@ import pytest
 from mlflow import MlflowClient
 
 from sweeps import cli, engine, tracking
-from tests.helpers import LR, REPO, epochs_logged, session_pids, sweep_runs, write_space
+from tests.helpers import LR, REPO, epochs_logged, session_pids, sweep_runs, sweeps_cli, write_space
 
 pytestmark = pytest.mark.e2e
 
 
-def _wait_for_completed_trials(proc: subprocess.Popen, count: int, timeout: float) -> None:
-    """Read the sweep's progress until `count` trials have been trained to the end with trials
-    still running."""
-    seen, deadline = "", time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        assert line, f"sweep exited early:\n{seen}"
-        seen += line
-        counts = re.search(r"(\d+) running, \d+ pending, (\d+) completed, \d+ pruned, \d+ failed", line)
-        if counts:
-            running, done = map(int, counts.groups())
-            if running and done >= count:
-                return
-    raise AssertionError(f"no {count} completed trials in {timeout}s:\n{seen}")
+class Driver:
+    """`python -m sweeps ARGS` run from CWD in its own session, so that the test can find what it
+    leaves; its output read as it comes (a full pipe would block it). ENV adds to the environment."""
+
+    def __init__(self, cwd: Path, *args: str, env: dict | None = None):
+        self.proc = subprocess.Popen([sys.executable, "-m", "sweeps", *args], cwd=cwd,
+                                     env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+        self.pid = self.proc.pid
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, ready, what: str) -> None:
+        """Poll READY() while the driver runs. No clock: a first server start alone may take
+        minutes on a busy machine, and a driver gives up by itself (tracking.server.START_S)."""
+        while not ready():
+            assert self.proc.poll() is None, f"the sweep ended before {what}:\n{self.output[-3000:]}"
+            time.sleep(0.1)
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        self.reader.join()
+        return code
+
+    def kill(self) -> None:
+        """What the driver's session still runs: Ray's processes after a driver killed hard; a
+        safety net otherwise, for the tests check first that nothing is left."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.wait()
 
 
-def _wait_for_interrupted_store(proc: subprocess.Popen, db: Path, ended: int, epochs: int, timeout: float) -> None:
-    """Poll the store (read-only, beside its server) until `ended` trial runs have ended while
-    another is running with some but not all of its `epochs` logged: Tune's "running" count
-    includes trials whose process has not created its run yet, so the progress line cannot say so."""
+def trial_runs(db: Path) -> list[tuple[str, int]]:
+    """(status, epochs logged) of every trial run in the store at DB, read beside its server
+    (read-only; none while the store is being made)."""
     query = """SELECT r.status, (SELECT COUNT(*) FROM metrics m WHERE m.run_uuid = r.run_uuid
                                  AND m.key = 'val/neg_elbo')
                FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = ?"""
-    output: list[str] = []  # drained, so that the driver never blocks on a full pipe
-    threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"sweep exited early:\n{''.join(output)}"
-        with contextlib.suppress(sqlite3.Error):
-            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
-                rows = con.execute(query, (tracking.TRIAL_TAG,)).fetchall()
-            if (sum(status != "RUNNING" for status, _ in rows) >= ended
-                    and any(status == "RUNNING" and 0 < logged < epochs for status, logged in rows)):
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"no {ended} ended trials beside a running one in {timeout}s:\n{''.join(output)}")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+            return con.execute(query, (tracking.TRIAL_TAG,)).fetchall()
+    except sqlite3.Error:
+        return []
 
 
-def _server_processes(db: Path) -> list[int]:
+def ended(runs: list[tuple[str, int]]) -> int:
+    return sum(status != "RUNNING" for status, _ in runs)
+
+
+def processes_naming(text: str) -> list[int]:
+    """Processes whose command line holds TEXT: a store's path, a Ray temp folder."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and str(db).encode() in (proc / "cmdline").read_bytes():
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
                 pids.append(int(proc.name))
         except OSError:
             continue
     return pids
 
 
-def _driver(cwd: Path, *args: str) -> subprocess.Popen:
-    """`python -m sweeps ARGS` in its own session (so that the test can kill what it leaves),
-    output merged into stdout."""
-    return subprocess.Popen([sys.executable, "-m", "sweeps", *args], cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def _kill_session(proc: subprocess.Popen) -> None:
-    """Whatever a driver's session still runs (Ray's processes, after a driver killed hard)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, monkeypatch, local_ray):
     space = write_space(tmp_path / "kill.yaml", LR, trials=6, epochs=3, max_concurrent=2)
+    db = tmp_path / "mlflow.db"
     # The embedded default: no --tracking-uri, so the sweep runs its own server over ./mlflow.db.
-    proc = _driver(tmp_path, "run", space, "--name", "k", "--seed", "2")
+    driver = Driver(tmp_path, "run", space, "--name", "k", "--seed", "2")
     try:
-        _wait_for_interrupted_store(proc, tmp_path / "mlflow.db", 2, epochs=3, timeout=240)
-        proc.send_signal(signal.SIGKILL)  # the driver only: Ray and the MLflow server must notice
-        proc.wait()
-        deadline = time.monotonic() + 30
-        while _server_processes(tmp_path / "mlflow.db") and time.monotonic() < deadline:
+        driver.wait_for(lambda: ended(runs := trial_runs(db)) >= 2
+                        and any(status == "RUNNING" and 0 < logged < 3 for status, logged in runs),
+                        "two trials ended beside one mid-training")
+        driver.proc.send_signal(signal.SIGKILL)  # the driver only: Ray and the MLflow server must notice
+        driver.wait()
+        deadline = time.monotonic() + tracking.server.SHUTDOWN_S + 10  # the guard stops the server so
+        while processes_naming(str(db)) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not _server_processes(tmp_path / "mlflow.db"), "the MLflow server outlived its driver"
+        assert not processes_naming(str(db)), "the MLflow server outlived its driver"
     finally:
-        _kill_session(proc)  # Ray agents the killed driver leaves behind
+        driver.kill()  # Ray agents the killed driver leaves behind
     # With every writer gone the store can be read directly.
-    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = MlflowClient(f"sqlite:///{db}")
     _, before = sweep_runs(store, "k")
-    ended = {r.data.tags[tracking.TRIAL_TAG]: r.info.end_time for r in before if r.info.status != "RUNNING"}
-    assert ended and any(r.info.status == "RUNNING" for r in before)
+    finished = {r.data.tags[tracking.TRIAL_TAG]: r.info.end_time for r in before if r.info.status != "RUNNING"}
+    assert finished and any(r.info.status == "RUNNING" for r in before)
 
     monkeypatch.chdir(tmp_path)
     assert cli.main(["resume", "k"]) == 0
@@ -117,8 +125,8 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, 
         assert run.info.status in ("FINISHED", "KILLED")
         steps = epochs_logged(store, run)
         assert steps == list(range(1, len(steps) + 1))  # no epoch lost, none logged twice
-        if run.data.tags[tracking.TRIAL_TAG] in ended:  # finished before the kill: not rerun
-            assert run.info.end_time == ended[run.data.tags[tracking.TRIAL_TAG]]
+        if run.data.tags[tracking.TRIAL_TAG] in finished:  # finished before the kill: not rerun
+            assert run.info.end_time == finished[run.data.tags[tracking.TRIAL_TAG]]
     study = engine.load_study(str(tmp_path / "sweep_results" / "k"))
     assert len(study.trials) >= 6
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
@@ -130,30 +138,34 @@ def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, 
 
 def test_one_driver_per_sweep_refuses_a_second_run_and_a_resume_beside_it(tmp_path):
     space = write_space(tmp_path / "one.yaml", LR, trials=2, epochs=2, max_concurrent=2)
+    lock, record = (tmp_path / "sweep_results" / "x" / name for name in ("driver.lock", "sweep.json"))
     # Both on the embedded default: without the claim each would start a server over ./mlflow.db.
-    drivers = [_driver(tmp_path, "run", space, "--name", "x", "--seed", "0") for _ in range(2)]
+    first = Driver(tmp_path, "run", space, "--name", "x", "--seed", "0")
     try:
-        deadline = time.monotonic() + 600  # generous: imports alone take minutes on a busy 2-core machine
-        while all(d.poll() is None for d in drivers):
-            assert time.monotonic() < deadline, "neither driver was refused"
-            time.sleep(0.2)
-        refused = next(d for d in drivers if d.poll() is not None)
-        winner = next(d for d in drivers if d is not refused)
-        said = refused.stdout.read().strip().splitlines()
-        assert refused.returncode == 2 and said[-1].startswith("error: sweep 'x' is already "), said
-        assert sum("error" in line.lower() for line in said) == 1  # one line, no traceback
-        record = tmp_path / "sweep_results" / "x" / "sweep.json"
-        while not record.exists():  # the winner has its parent run: a resume now meets it running
-            assert winner.poll() is None and time.monotonic() < deadline + 600, "the winner did not start"
-            time.sleep(0.2)
-        beside = subprocess.run([sys.executable, "-m", "sweeps", "resume", "x"], cwd=tmp_path, capture_output=True,
-                                text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
-        assert beside.returncode == 2 and "sweep 'x' is already running (pid" in beside.stderr, beside.stderr
-        out, _ = winner.communicate(timeout=900)
-        assert winner.returncode == 0, out[-3000:]
+        # The others run while the first is held still (SIGSTOP) with the sweep claimed, however
+        # long their imports take. A second `run` must come while the first has not yet written
+        # sweep.json (it waits for its server's start, seconds at least, in between), or `run`'s
+        # own check of sweep.json would refuse it before the claim is tried.
+        first.wait_for(lambda: f"pid {first.pid} " in (lock.read_text() if lock.exists() else ""),
+                       "the first driver claimed the sweep")
+        first.proc.send_signal(signal.SIGSTOP)
+        assert not record.exists(), "the first driver got past its server's start before it could be held"
+        second = sweeps_cli("run", space, "--name", "x", "--seed", "0", cwd=tmp_path, timeout=600)
+        said = second.stderr.strip().splitlines()
+        assert second.returncode == 2 and said == [f"error: sweep 'x' is already running (pid {first.pid} on "
+                                                   f"{socket.gethostname()}): one driver per sweep"], said
+        first.proc.send_signal(signal.SIGCONT)
+        first.wait_for(record.exists, "the first driver wrote sweep.json")  # its parent run: a resume meets it
+        first.proc.send_signal(signal.SIGSTOP)
+        beside = sweeps_cli("resume", "x", cwd=tmp_path, timeout=600)
+        first.proc.send_signal(signal.SIGCONT)
+        assert beside.returncode == 2 and f"sweep 'x' is already running (pid {first.pid} " in beside.stderr, \
+            beside.stderr
+        assert first.wait() == 0, first.output[-3000:]
     finally:
-        for driver in drivers:
-            _kill_session(driver)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(first.pid, signal.SIGCONT)
+        first.kill()
     store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent, children = sweep_runs(store, "x")  # one parent run: the refused drivers created none
     assert parent.info.status == "FINISHED" and len(children) == 2
@@ -163,16 +175,18 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_resume_continues(tmp_path, mon
     # A grid, which halving never stops: a trial trained to the end is followed by the third.
     space = write_space(tmp_path / "term.yaml", {"train.lr": {"type": "categorical", "choices": [0.2, 0.4, 0.6, 0.8]}},
                         sampler="grid", trials=4, epochs=3, max_concurrent=2)
-    proc = _driver(tmp_path, "run", space, "--name", "t", "--seed", "3")
+    driver = Driver(tmp_path, "run", space, "--name", "t", "--seed", "3")
     try:
-        _wait_for_completed_trials(proc, 1, timeout=900)
+        driver.wait_for(lambda: re.search(r"[1-9]\d* running, \d+ pending, [1-9]\d* completed", driver.output),
+                        "a trial completed beside a running one")
         # To every process of the driver's group, Ray's included, as `timeout`, a batch scheduler
         # or a systemd stop signals a job's processes; `kill PID` reaches the driver alone.
-        os.killpg(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=600)
+        os.killpg(driver.pid, signal.SIGTERM)
+        code = driver.wait()
     finally:
-        _kill_session(proc)
-    assert proc.returncode == 130, out[-3000:]
+        driver.kill()
+    out = driver.output
+    assert code == 130, out[-3000:]
     shown = re.search(r"Sweep t: (\d+) trials \((.*)\)", out)
     assert shown and int(shown.group(1)) >= 2 and "completed" in shown.group(2), out[-3000:]  # the last rows
     assert "Resume: python -m sweeps resume t" in out
@@ -212,13 +226,14 @@ def test_local_server_that_dies_mid_sweep_is_restarted_and_loses_no_metric(tmp_p
     space = write_space(tmp_path / "die.yaml", {"seed": {"type": "categorical", "choices": [0, 1, 2]}},
                         sampler="grid", trials=3, epochs=epochs, max_concurrent=1,
                         fixed={"data.synthetic_sentences": 4000})
-    proc = _driver(tmp_path, "run", space, "--name", "die")
+    driver = Driver(tmp_path, "run", space, "--name", "die")
+    proc = driver.proc
     try:
         deadline = time.monotonic() + 900
         guard = None
         while guard is None:  # the embedded default's guard, in its own session
             assert proc.poll() is None and time.monotonic() < deadline, "no local server started"
-            guard = next((pid for pid in _server_processes(tmp_path / "mlflow.db")
+            guard = next((pid for pid in processes_naming(str(tmp_path / "mlflow.db"))
                           if "sweeps.tracking" in Path(f"/proc/{pid}/cmdline").read_text()), None)
             time.sleep(0.2)
         port = re.search(r"--port\x00(\d+)", Path(f"/proc/{guard}/cmdline").read_text()).group(1)
@@ -237,10 +252,9 @@ def test_local_server_that_dies_mid_sweep_is_restarted_and_loses_no_metric(tmp_p
         for pid in server:  # the server crashes; its guard lives on
             os.kill(pid, signal.SIGKILL)
         assert not _healthy(uri)
-        out, _ = proc.communicate(timeout=1200)
-        assert proc.returncode == 0, out[-3000:]
+        assert driver.wait() == 0, driver.output[-3000:]
     finally:
-        _kill_session(proc)
+        driver.kill()
     assert "restarting it (1 of 3)" in (tmp_path / ".mlflow-server.log").read_text()
     store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent, children = sweep_runs(store, "die")
