@@ -5,11 +5,13 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -92,6 +94,27 @@ def processes_naming(text: str) -> list[int]:
     return pids
 
 
+def assert_nothing_left(driver: Driver, *names: str) -> None:
+    """Once DRIVER exited, nothing of its session nor any process naming NAMES lives on, given
+    the seconds Ray's shutdown and the tracking server's stop take (tracking.server.SHUTDOWN_S)."""
+    def left():
+        return sorted(set(session_pids(driver.pid)) | {pid for name in names for pid in processes_naming(name)})
+
+    deadline = time.monotonic() + tracking.server.SHUTDOWN_S + 10
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left(), {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left()}
+
+
+@pytest.fixture
+def ray_tmp():
+    """A Ray temp folder of its own for the drivers a test starts (RAY_TMPDIR), so that every
+    process of their Ray names it; short, as Ray's socket paths must fit in 107 bytes."""
+    path = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def test_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, monkeypatch, local_ray):
     space = write_space(tmp_path / "kill.yaml", LR, trials=6, epochs=3, max_concurrent=2)
     db = tmp_path / "mlflow.db"
@@ -171,38 +194,76 @@ def test_one_driver_per_sweep_refuses_a_second_run_and_a_resume_beside_it(tmp_pa
     assert parent.info.status == "FINISHED" and len(children) == 2
 
 
-def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_resume_continues(tmp_path, monkeypatch, local_ray):
-    # A grid, which halving never stops: a trial trained to the end is followed by the third.
-    space = write_space(tmp_path / "term.yaml", {"train.lr": {"type": "categorical", "choices": [0.2, 0.4, 0.6, 0.8]}},
-                        sampler="grid", trials=4, epochs=3, max_concurrent=2)
-    driver = Driver(tmp_path, "run", space, "--name", "t", "--seed", "3")
+def test_sigterm_to_the_group_or_the_driver_stops_a_sweep_as_ctrl_c_does_and_resume_continues(
+        tmp_path, monkeypatch, local_ray, ray_tmp):
+    epochs, db = 4, tmp_path / "mlflow.db"
+    # A grid, which halving never stops: six trials of equal length, two at a time, which start
+    # and end together; 4000 sentences make an epoch last seconds.
+    space = write_space(tmp_path / "term.yaml",
+                        {"train.lr": {"type": "categorical", "choices": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]}},
+                        sampler="grid", trials=6, epochs=epochs, max_concurrent=2,
+                        fixed={"data.synthetic_sentences": 4000})
+
+    def stop(driver: Driver, signalled: int, send) -> dict[str, tuple[int, str]]:
+        """Send the signal once SIGNALLED trials ended and two are mid-training with two epochs
+        or more to go, so that none ends before the signal is handled; check that the driver
+        stops as on Ctrl-C and leaves nothing running. The end time and attempts of each trial
+        ended so far."""
+        def ready() -> bool:
+            runs = trial_runs(db)
+            running = [logged for status, logged in runs if status == "RUNNING"]
+            return ended(runs) >= signalled and len(running) == 2 and all(1 <= n <= epochs - 2 for n in running)
+
+        driver.wait_for(ready, f"{signalled} trials ended beside two mid-training")
+        send()
+        assert driver.wait() == 130, driver.output[-3000:]
+        assert_nothing_left(driver, ray_tmp, str(db))  # no orphan of Ray or of the MLflow server
+        shown = re.search(r"Sweep t: (\d+) trials \((.*)\)", driver.output)
+        counts = {outcome: int(n) for n, outcome in re.findall(r"(\d+) (\w+)", shown.group(2))}
+        assert "Resume: python -m sweeps resume t" in driver.output
+        parent, runs = sweep_runs(MlflowClient(f"sqlite:///{db}"), "t")
+        assert parent.info.status == "KILLED"
+        finished = {r.data.tags[tracking.TRIAL_TAG]: r for r in runs if r.info.status != "RUNNING"}
+        assert int(shown.group(1)) == len(runs) == len(finished) + 2  # every trial Tune started has its run
+        assert counts.pop("completed") == len(finished) and sum(counts.values()) == 2, shown.group(0)
+        assert all(r.data.tags["trial_status"] == "completed" for r in finished.values())
+        return {trial: (run.info.end_time, run.data.tags["node.attempts"]) for trial, run in finished.items()}
+
+    env = {"RAY_TMPDIR": ray_tmp}
+    group = Driver(tmp_path, "run", space, "--name", "t", env=env)
     try:
-        driver.wait_for(lambda: re.search(r"[1-9]\d* running, \d+ pending, [1-9]\d* completed", driver.output),
-                        "a trial completed beside a running one")
         # To every process of the driver's group, Ray's included, as `timeout`, a batch scheduler
-        # or a systemd stop signals a job's processes; `kill PID` reaches the driver alone.
-        os.killpg(driver.pid, signal.SIGTERM)
-        code = driver.wait()
+        # or a systemd stop signals a job's processes.
+        first = stop(group, 2, lambda: os.killpg(group.pid, signal.SIGTERM))
     finally:
-        driver.kill()
-    out = driver.output
-    assert code == 130, out[-3000:]
-    shown = re.search(r"Sweep t: (\d+) trials \((.*)\)", out)
-    assert shown and int(shown.group(1)) >= 2 and "completed" in shown.group(2), out[-3000:]  # the last rows
-    assert "Resume: python -m sweeps resume t" in out
-    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    parent, _ = sweep_runs(store, "t")
-    assert parent.info.status == "KILLED"
+        group.kill()
+    alone = Driver(tmp_path, "resume", "t", env=env)
+    try:
+        second = stop(alone, len(first) + 2, lambda: os.kill(alone.pid, signal.SIGTERM))  # `kill PID`
+    finally:
+        alone.kill()
+    assert all("," not in attempts for _, attempts in first.values())  # trained in one attempt
+    assert {trial: second[trial] for trial in first} == first  # the resume left them as they were
 
     monkeypatch.chdir(tmp_path)
     assert cli.main(["resume", "t"]) == 0  # Tune saved its state on the way out
-    parent, after = sweep_runs(store, "t")
+    store = MlflowClient(f"sqlite:///{db}")
+    parent, runs = sweep_runs(store, "t")
     assert parent.info.status == "FINISHED"
-    trial_ids = [r.data.tags[tracking.TRIAL_TAG] for r in after]
-    assert len(trial_ids) == len(set(trial_ids)) == 4
-    for run in after:
-        steps = epochs_logged(store, run)
-        assert steps == list(range(1, len(steps) + 1))
+    trial_ids = [r.data.tags[tracking.TRIAL_TAG] for r in runs]
+    assert len(trial_ids) == len(set(trial_ids)) == 6  # the interrupted trials continued in their own runs
+    for run in runs:
+        trial = run.data.tags[tracking.TRIAL_TAG]
+        assert (run.info.status, run.data.tags["trial_status"]) == ("FINISHED", "completed")
+        assert epochs_logged(store, run) == list(range(1, epochs + 1)) and "test/nll" in run.data.metrics
+        if trial in second:  # ended before a signal: not rerun, not ended again
+            assert (run.info.end_time, run.data.tags["node.attempts"]) == second[trial]
+    results = str(tmp_path / "sweep_results" / "t")
+    assert [t.state for t in engine.load_study(results).trials] == [optuna.trial.TrialState.COMPLETE] * 6
+    mirror = optuna.load_study(study_name="t", storage=engine.storage_url(results))
+    values = {r.data.tags[tracking.TRIAL_TAG]: [r.data.metrics["test/nll"], r.data.metrics["test/au"]] for r in runs}
+    assert {t.user_attrs["tune_trial_id"]: t.values for t in mirror.trials} == values
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in mirror.trials)
 
 
 def _age(pid: int) -> float:
