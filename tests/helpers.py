@@ -1,8 +1,13 @@
 """What several test modules share: tiny configurations and search spaces, the sweep's runs as
-MLflow holds them, the CLI as a subprocess, and process look-ups."""
+MLflow holds them, the CLI as a subprocess (to its end, or a driver the test interrupts), and
+process look-ups."""
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -63,6 +68,56 @@ def sweeps_cli(*args: str, cwd=REPO, env: dict | None = None, timeout: float = 3
     is its whole environment."""
     return subprocess.run([sys.executable, "-m", "sweeps", *args], cwd=cwd, capture_output=True, text=True,
                           env=env or {**os.environ, "PYTHONPATH": str(REPO)}, timeout=timeout)
+
+
+class Driver:
+    """`python -m sweeps ARGS` run from CWD in its own session, so that the test can find what it
+    leaves; its output read as it comes (a full pipe would block it). ENV adds to the environment."""
+
+    def __init__(self, cwd: Path, *args: str, env: dict | None = None):
+        self.proc = subprocess.Popen([sys.executable, "-m", "sweeps", *args], cwd=cwd,
+                                     env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+        self.pid = self.proc.pid
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, ready, what: str) -> None:
+        """Poll READY() while the driver runs. No clock: a first server start alone may take
+        minutes on a busy machine, and a driver gives up by itself (tracking.server.START_S)."""
+        while not ready():
+            assert self.proc.poll() is None, f"the sweep ended before {what}:\n{self.output[-3000:]}"
+            time.sleep(0.1)
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        self.reader.join()
+        return code
+
+    def kill(self) -> None:
+        """What the driver's session still runs: Ray's processes after a driver killed hard; a
+        safety net otherwise, for the tests check first that nothing is left."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.wait()
+
+
+def processes_naming(text: str) -> list[int]:
+    """Processes whose command line holds TEXT: a store's path, a Ray temp folder."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
 
 
 def session_pids(session: int) -> list[int]:

@@ -1,20 +1,15 @@
-"""Faults a sweep meets, injected for real: its driver killed or sent SIGTERM, a second driver
-beside it, its tracking server dying or down. Each drives `python -m sweeps` as a user runs
-it (a subprocess in its own session) and reads what the sweep left in its MLflow store."""
+"""Faults of a sweep's driver, injected for real: killed, sent SIGTERM, a second driver beside
+it. Each drives `python -m sweeps` as a user runs it (a subprocess in its own session) and
+reads what the sweep left in its MLflow store. A tracking server that is away: test_outages.py."""
 import contextlib
-import json
 import os
 import re
 import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -22,47 +17,10 @@ import pytest
 from mlflow import MlflowClient
 
 from sweeps import cli, engine, tracking
-from tests.helpers import LR, REPO, epochs_logged, session_pids, sweep_runs, sweeps_cli, write_space
+from tests.helpers import (LR, Driver, epochs_logged, processes_naming, session_pids, sweep_runs, sweeps_cli,
+                           write_space)
 
 pytestmark = pytest.mark.e2e
-
-
-class Driver:
-    """`python -m sweeps ARGS` run from CWD in its own session, so that the test can find what it
-    leaves; its output read as it comes (a full pipe would block it). ENV adds to the environment."""
-
-    def __init__(self, cwd: Path, *args: str, env: dict | None = None):
-        self.proc = subprocess.Popen([sys.executable, "-m", "sweeps", *args], cwd=cwd,
-                                     env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
-        self.pid = self.proc.pid
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
-        self.reader.start()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, ready, what: str) -> None:
-        """Poll READY() while the driver runs. No clock: a first server start alone may take
-        minutes on a busy machine, and a driver gives up by itself (tracking.server.START_S)."""
-        while not ready():
-            assert self.proc.poll() is None, f"the sweep ended before {what}:\n{self.output[-3000:]}"
-            time.sleep(0.1)
-
-    def wait(self) -> int:
-        code = self.proc.wait()
-        self.reader.join()
-        return code
-
-    def kill(self) -> None:
-        """What the driver's session still runs: Ray's processes after a driver killed hard; a
-        safety net otherwise, for the tests check first that nothing is left."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.wait()
 
 
 def trial_runs(db: Path) -> list[tuple[str, int]]:
@@ -80,18 +38,6 @@ def trial_runs(db: Path) -> list[tuple[str, int]]:
 
 def ended(runs: list[tuple[str, int]]) -> int:
     return sum(status != "RUNNING" for status, _ in runs)
-
-
-def processes_naming(text: str) -> list[int]:
-    """Processes whose command line holds TEXT: a store's path, a Ray temp folder."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
-                pids.append(int(proc.name))
-        except OSError:
-            continue
-    return pids
 
 
 def assert_nothing_left(driver: Driver, *names: str) -> None:
@@ -264,79 +210,3 @@ def test_sigterm_to_the_group_or_the_driver_stops_a_sweep_as_ctrl_c_does_and_res
     values = {r.data.tags[tracking.TRIAL_TAG]: [r.data.metrics["test/nll"], r.data.metrics["test/au"]] for r in runs}
     assert {t.user_attrs["tune_trial_id"]: t.values for t in mirror.trials} == values
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in mirror.trials)
-
-
-def _age(pid: int) -> float:
-    """Seconds since process PID started."""
-    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _healthy(uri: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=5) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def test_local_server_that_dies_mid_sweep_is_restarted_and_loses_no_metric(tmp_path):
-    epochs = 8
-    # Trials long enough that one is still training once the server is past its start-up, on
-    # a quiet machine too (TINY's 400 sentences ended the sweep first there).
-    space = write_space(tmp_path / "die.yaml", {"seed": {"type": "categorical", "choices": [0, 1, 2]}},
-                        sampler="grid", trials=3, epochs=epochs, max_concurrent=1,
-                        fixed={"data.synthetic_sentences": 4000})
-    driver = Driver(tmp_path, "run", space, "--name", "die")
-    proc = driver.proc
-    try:
-        deadline = time.monotonic() + 900
-        guard = None
-        while guard is None:  # the embedded default's guard, in its own session
-            assert proc.poll() is None and time.monotonic() < deadline, "no local server started"
-            guard = next((pid for pid in processes_naming(str(tmp_path / "mlflow.db"))
-                          if "sweeps.tracking" in Path(f"/proc/{pid}/cmdline").read_text()), None)
-            time.sleep(0.2)
-        port = re.search(r"--port\x00(\d+)", Path(f"/proc/{guard}/cmdline").read_text()).group(1)
-        uri = f"http://127.0.0.1:{port}"
-        client = MlflowClient(uri)
-        mid = None
-        while mid is None:  # a trial mid-training, on a server past its start-up
-            assert proc.poll() is None and time.monotonic() < deadline, "no trial caught mid-training"
-            server = [pid for pid in session_pids(guard) if pid != guard]
-            experiment = client.get_experiment_by_name("die") if _healthy(uri) else None
-            if experiment and server and min(map(_age, server)) > tracking.server.START_FAILURE_S + 2:
-                mid = next((r for r in client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
-                            if tracking.PARENT_TAG in r.data.tags
-                            and 1 <= len(epochs_logged(client, r)) < epochs - 1), None)
-            time.sleep(0.3)
-        for pid in server:  # the server crashes; its guard lives on
-            os.kill(pid, signal.SIGKILL)
-        assert not _healthy(uri)
-        assert driver.wait() == 0, driver.output[-3000:]
-    finally:
-        driver.kill()
-    assert "restarting it (1 of 3)" in (tmp_path / ".mlflow-server.log").read_text()
-    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    parent, children = sweep_runs(store, "die")
-    assert parent.info.status == "FINISHED" and len(children) == 3
-    assert mid.info.run_id in {r.info.run_id for r in children}
-    for run in children:  # every epoch, those trained while the server was down included
-        assert (run.info.status, run.data.tags["trial_status"]) == ("FINISHED", "completed")
-        assert epochs_logged(store, run) == list(range(1, epochs + 1)) and "test/nll" in run.data.metrics
-
-
-def test_tracking_server_down_is_one_line_before_ray_starts(tmp_path):
-    (tmp_path / "good.yaml").write_text("method: vae\nparams:\n  train.lr: {type: float, low: 0.1, high: 1.0}\n")
-    uri = f"http://127.0.0.1:{tracking.free_port()}"  # nothing listens there
-    # Timed from after the imports, which take minutes on a busy machine.
-    script = ("import json, sys, time, ray, sweeps.engine\nfrom sweeps.cli import main\nstart = time.monotonic()\n"
-              f"code = main(['run', 'good.yaml', '--tracking-uri', {uri!r}])\n"
-              "print(json.dumps([code, ray.is_initialized(), time.monotonic() - start]))")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=900)
-    code, ray_started, seconds = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert code == 2 and not ray_started and seconds < 60  # not MLflow's minutes of retries
-    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1 and errors[0].startswith(f"error: tracking server {uri} not healthy"), proc.stderr
-    assert not list(tmp_path.glob("sweep_results/*/sweep.json"))

@@ -1,5 +1,5 @@
 """End-to-end sweeps: real Ray Tune, real Optuna, a real MLflow tracking server, tiny models;
-and the live table's units. Faults injected into a running sweep are in test_faults.py."""
+and the live table's units. Faults injected into a running sweep: test_faults.py, test_outages.py."""
 import io
 import json
 import shutil
