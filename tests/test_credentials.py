@@ -26,6 +26,12 @@ from sweeps.tracking import split_credentials
      "export RAY_AUTH_TOKEN=*** MLFLOW_FLASK_SERVER_SECRET_KEY=***"),
     ('{"tracking_uri": "http://sweeps:hunter2@10.0.0.5:5000", "seed": 0}',
      '{"tracking_uri": "http://sweeps:***@10.0.0.5:5000", "seed": 0}'),
+    # JSON (a job's runtime environment as the Jobs API returns it) and a Python mapping's repr.
+    ('{"env_vars": {"MLFLOW_TRACKING_PASSWORD": "hun\\"ter 2", "MLFLOW_TRACKING_USERNAME": "sweeps"}}',
+     '{"env_vars": {"MLFLOW_TRACKING_PASSWORD": "***", "MLFLOW_TRACKING_USERNAME": "sweeps"}}'),
+    ("{'db_password': 'hunter 2', 'Token' : 'abc'}", "{'db_password': '***', 'Token' : '***'}"),
+    # Lower case, as some tools name their variables.
+    ("mlflow_tracking_password=hunter2 python -m sweeps run", "mlflow_tracking_password=*** python -m sweeps run"),
 ])
 def test_redact_hides_passwords_and_secret_values(text, expected):
     assert redact(text) == expected
@@ -36,6 +42,8 @@ def test_redact_hides_passwords_and_secret_values(text, expected):
     "postgresql://sweeps@db/mlflow",  # a user without a password: nothing secret
     "python -m sweeps run fb.yaml --set kl.free_bits.lam=5 --name fb-1",
     "MLFLOW_TRACKING_USERNAME=sweeps MLFLOW_TRACKING_URI=http://10.0.0.5:5000",
+    '{"MLFLOW_TRACKING_USERNAME": "sweeps", "MLFLOW_TRACKING_URI": "http://10.0.0.5:5000"}',
+    "python -m sweeps run fb.yaml --set data.token_budget=5",  # a dotted config key, not a secret
 ])
 def test_redact_leaves_text_without_secrets_alone(text):
     assert redact(text) == text
