@@ -3,6 +3,7 @@
 #   make test   install, then run the test suite (CI's command)
 # While editing, `make test-fast` runs every test but the end-to-end ones (minutes, not a quarter hour).
 VENV ?= .venv
+DEMO_NAME ?= demo
 PY := $(VENV)/bin/python
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -19,10 +20,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(PY) -m sweeps run search_spaces/demo.yaml --name demo
+	$(PY) -m sweeps run search_spaces/demo.yaml --name $(DEMO_NAME)
+
+# The model tests that run again on torch's path, as a node without a C compiler runs them
+# (models/kernels/), so that the fallback cannot rot.
+TORCH_PATH_TESTS = tests/test_train.py tests/test_train_cli.py tests/test_metrics.py tests/test_methods.py \
+	tests/test_generate.py tests/test_pooling.py tests/test_kl.py
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+	MODELS_NATIVE=off $(PY) -m pytest -q $(TORCH_PATH_TESTS)
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not e2e"

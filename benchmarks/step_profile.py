@@ -4,9 +4,9 @@ how LSTMs other than oneDNN's compare at the synthetic sizes.
     python benchmarks/step_profile.py [--threads 1] [--batch 16] [--steps 100] [--compile]
 
 Prints, headed like train_throughput.py: the operators' self time per implementation under
-torch.profiler with the shares of the LSTMs (oneDNN's in the reference, models/lstm_kernel.c in
+torch.profiler with the shares of the LSTMs (oneDNN's in the reference, models/kernels/lstm.c in
 ours) and of the matrix products; then one LSTM's forward and backward (the encoder's size at
-this batch) by oneDNN (`nn.LSTM`), by our kernel (`models.lstm.LSTM`), by the same recurrence
+this batch) by oneDNN (`nn.LSTM`), by our kernel (`models.kernels.lstm.LSTM`), by the same recurrence
 written in torch operators, by oneDNN on a 2 × 12 × 2 input (its fixed cost per call), and, with
 --compile, that recurrence under
 `torch.compile` (needs a C++ compiler; the compile time is printed apart).
@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import make_optimizers, train_step  # noqa: E402
 from machine import OtherLoad  # noqa: E402
 from train_throughput import build, header  # noqa: E402
-from models.lstm import LSTM  # noqa: E402  (train_throughput put this checkout first)
+from models.kernels.choice import resolve  # noqa: E402  (train_throughput put this checkout first)
+from models.kernels.lstm import LSTM  # noqa: E402
 
 SHARED = {"LSTM (oneDNN's; ours: the kernel)": ("aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward",
                                                  "_Recurrence", "_RecurrenceBackward"),
@@ -95,11 +96,11 @@ def time_lstms(args) -> None:
         out, (h, _) = module(inputs)
         (out.sum() + h[0].sum()).backward()
 
-    kernel = LSTM(50, 50, batch_first=True)
+    kernel = LSTM(50, 50, batch_first=True, kernels=resolve("native"))
     kernel.load_state_dict(lstm.state_dict())
     # The same call on next to no work: what of oneDNN's time is fixed cost per call.
     tiny = nn.LSTM(2, 2, batch_first=True), torch.randn(2, 12, 2, requires_grad=True)
-    runs = {"oneDNN (nn.LSTM)": onednn, "our kernel (models.lstm.LSTM)": lambda: onednn(kernel),
+    runs = {"oneDNN (nn.LSTM)": onednn, "our kernel (models.kernels.lstm.LSTM)": lambda: onednn(kernel),
             "torch operators": through(recurrence),
             "oneDNN at 2 × 12 × 2, hidden 2": lambda: onednn(*tiny)}
     if args.compile:

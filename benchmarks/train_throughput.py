@@ -2,7 +2,7 @@
 al.'s code (benchmarks/reference.py), on the synthetic configuration (He et al. App. B.1: 50/50
 LSTMs and embeddings, latent 32, vocabulary 1,004, decoder dropout 0.5).
 
-    python benchmarks/train_throughput.py [--threads 2] [--rounds 30] [--only train,iw,validation]
+    python benchmarks/train_throughput.py [--threads 2] [--rounds 30] [--only train,iw,validation,kernels,handwritten]
 
 Prints a markdown table per measure, headed by the machine, torch version, thread count and load
 average. The two implementations alternate within one run (the order flips every round) on the
@@ -13,6 +13,8 @@ implementation (the growth of the peak resident set during the IW-NLL run).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import itertools
 import json
 import os
@@ -29,8 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's models, not an installed one
 
+import models  # noqa: E402
+import models.loop  # noqa: E402
 from models import metrics  # noqa: E402
-from models.config import parse_config  # noqa: E402
+from models.resolve import parse_config  # noqa: E402
 from models.loop import Loop  # noqa: E402
 from machine import OtherLoad  # noqa: E402
 from reference import ReferenceVAE, make_optimizers, nll_iw, train_step  # noqa: E402
@@ -38,11 +42,11 @@ from reference import ReferenceVAE, make_optimizers, nll_iw, train_step  # noqa:
 K = 500  # importance samples, as in the papers
 
 
-def build(args, batch_size: int, sentences: int) -> tuple[Loop, ReferenceVAE]:
+def build(args, batch_size: int, sentences: int, kernels: str = "auto") -> tuple[Loop, ReferenceVAE]:
     """Our loop on the synthetic profile and a reference model holding the same weights."""
     cfg = parse_config({"threads": args.threads, "device": args.device,
                         "data": {"batch_size": batch_size, "synthetic_sentences": sentences,
-                                 "cache_dir": args.cache}})
+                                 "cache_dir": args.cache}, "model": {"kernels": kernels}})
     loop = Loop(cfg)
     ref = ReferenceVAE(len(loop.corpus.vocab)).to(loop.device)
     ours = loop.model
@@ -76,10 +80,10 @@ def alternate(runs: dict, rounds: int, device: torch.device) -> dict[str, list[t
     return times
 
 
-def ratio(times: dict, clock: int) -> str:
-    """Median and interquartile range over rounds of reference time / our time on `clock` (0 wall,
+def ratio(times: dict, clock: int, base: str = "reference", other: str = "ours") -> str:
+    """Median and interquartile range over rounds of `base` time / `other` time on `clock` (0 wall,
     1 CPU time of this process)."""
-    values = sorted(ref[clock] / ours[clock] for ref, ours in zip(times["reference"], times["ours"]))
+    values = sorted(ref[clock] / ours[clock] for ref, ours in zip(times[base], times[other]))
     quartile = len(values) // 4
     return f"{statistics.median(values):.2f} ({values[quartile]:.2f}–{values[-1 - quartile]:.2f})"
 
@@ -216,6 +220,73 @@ def bench_validation(args) -> None:
         print(f"| {name} | {statistics.median(seconds):.2f} | {statistics.median(seconds) / epoch:.1%} |")
 
 
+def bench_kernels(args) -> None:
+    """Our training step and IW-NLL by each `model.kernels` choice of --kernels, alternating in one
+    run on the same batches: the speed each build target gives (their values are the same bits)."""
+    choices = args.kernels.split(",")
+    base = choices[0]
+    print(f"\n### Kernel choices against {base}: training step (batch 32, {args.steps} steps) and IW-NLL "
+          f"(k = {K}, {args.iw_sentences} sentences, 32 × 100 per pass)\n")
+    print(f"| model.kernels | arithmetic | training tokens/s | speed relative to {base}, wall (IQR) | IW-NLL sentences/s "
+          f"| speed relative to {base}, wall (IQR) |")
+    print("|---|---|---|---|---|---|")
+    loops = {name: build(args, 32, args.sentences, name)[0] for name in choices}
+    batches = list(itertools.islice(loops[base].shuffled(), args.steps))
+    tokens = sum(b.tokens.size(0) * (b.tokens.size(1) - 1) for b in batches)
+    split = loops[base].corpus.test.head(args.iw_sentences)
+    train = {name: functools.partial(loop.train_on, batches) for name, loop in loops.items()}
+    iw = {name: functools.partial(metrics.iw_nll, loop.model, split, samples=K, samples_per_pass=100, batch_size=32,
+                                  device=loop.device) for name, loop in loops.items()}
+    for run in [*train.values(), *iw.values()]:  # warm-up
+        run()
+    train_times = alternate(train, args.rounds, loops[base].device)
+    iw_times = alternate(iw, args.iw_rounds, loops[base].device)
+    for name, loop in loops.items():
+        print(f"| {name} | {models.arithmetic(loop.cfg)} | {rate(tokens, train_times[name]):,.0f} "
+              f"| {ratio(train_times, 0, base, name)} | {rate(split.num_sentences, iw_times[name]):.1f} "
+              f"| {ratio(iw_times, 0, base, name)} |")
+
+
+def bench_handwritten(args) -> None:
+    """Our training step against itself with torch's pieces in place of the hand-written ones:
+    torch.optim.SGD(foreach=True) for models.loop.optimizer_step, nn.Dropout for models.nets.Dropout."""
+    print(f"\n### Hand-written pieces against torch's (batch 32 and 16, {args.steps} steps a round)\n")
+    print("| batch | variant | tokens/s | speed of ours relative to it, wall (IQR) |\n|---|---|---|---|")
+    for batch_size in (32, 16):
+        loops = {name: build(args, batch_size, args.sentences)[0] for name in ("ours", "torch SGD", "nn.Dropout")}
+        for opt in (loops["torch SGD"].dec_optimizer, loops["torch SGD"].enc_optimizer):
+            opt.defaults["foreach"] = True
+            for group in opt.param_groups:
+                group["foreach"] = True
+        decoder = loops["nn.Dropout"].model.decoder
+        decoder.dropout_in = torch.nn.Dropout(decoder.dropout_in.p)
+        decoder.dropout_out = torch.nn.Dropout(decoder.dropout_out.p)
+        batches = list(itertools.islice(loops["ours"].shuffled(), args.steps))
+        tokens = sum(b.tokens.size(0) * (b.tokens.size(1) - 1) for b in batches)
+
+        def torch_sgd():
+            with patched(models.loop, "optimizer_step", lambda optimizer: optimizer.step()):
+                loops["torch SGD"].train_on(batches)
+
+        runs = {"ours": functools.partial(loops["ours"].train_on, batches), "torch SGD": torch_sgd,
+                "nn.Dropout": functools.partial(loops["nn.Dropout"].train_on, batches)}
+        for run in runs.values():
+            run()
+        times = alternate(runs, args.rounds, loops["ours"].device)
+        for name in runs:
+            print(f"| {batch_size} | {name} | {rate(tokens, times[name]):,.0f} | {ratio(times, 0, name, 'ours')} |")
+
+
+@contextlib.contextmanager
+def patched(owner, name: str, value):
+    old = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, old)
+
+
 def header(args) -> None:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
@@ -234,6 +305,8 @@ def main() -> None:
     parser.add_argument("--iw-sentences", type=int, default=32, help="test sentences per IW-NLL round")
     parser.add_argument("--epochs", type=int, default=2, help="epochs in the validation measure")
     parser.add_argument("--only", default="train,iw,validation")
+    parser.add_argument("--kernels", default="native,x86-64-v3,x86-64-v2,torch",
+                        help="model.kernels choices the `kernels` measure compares, the first the base")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "vae-bench-cache"))
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -241,7 +314,8 @@ def main() -> None:
         return run_probe(args)
     load = OtherLoad()
     header(args)
-    measures = {"train": bench_train, "iw": bench_iw, "validation": bench_validation}
+    measures = {"train": bench_train, "iw": bench_iw, "validation": bench_validation, "kernels": bench_kernels,
+                "handwritten": bench_handwritten}
     for name in args.only.split(","):
         measures[name](args)
     print(f"\n{load.line()}")

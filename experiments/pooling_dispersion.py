@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from experiments.report import RESULTS, header, markdown_table, write_results
 from experiments.runs import method_config, scale_args
 from models import metrics, train
-from models.config import parse_config
+from models.resolve import parse_config
 from models.loop import Loop
 
 # The same KL schedule for both (Long et al. §5 anneal every model): only the feature differs.

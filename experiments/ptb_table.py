@@ -9,7 +9,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from experiments.report import REPO, RESULTS, comparison_report, header, write_results
+from experiments.report import REPO, RESULTS, comparison_report, header, repo_path, write_results
 from experiments.runs import check_methods, compare_methods, length_args, method_args, scale_args
 
 # Aggressive training is by far the longest run: listed early, it starts while the other
@@ -43,6 +43,13 @@ def split_test(data_dir: Path, out_dir: Path) -> dict[str, str]:
     return {"train": str(data_dir / "ptb.valid.txt"), **{split: str(path) for split, (path, _) in halves.items()}}
 
 
+def data_setting(data_dir: Path, max_vocab: int) -> str:
+    """The results file's data line: the files by name, their folder relative to the repository."""
+    return (f"Data: from `{repo_path(data_dir)}` (--data-dir), train ptb.valid.txt; validation the "
+            "first half of ptb.test.txt by line order; test the second half; vocabulary the "
+            f"{max_vocab} most frequent training words, the rest <unk>")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "ptb",
@@ -61,9 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     check_methods(parser, args)
     paths = split_test(args.data_dir, args.split_dir)
     settings = [
-        f"Data: train {paths['train']}; validation {paths['valid']} (first half of ptb.test.txt by "
-        f"line order); test {paths['test']} (second half); vocabulary the {args.max_vocab} most "
-        "frequent training words, the rest <unk>",
+        data_setting(args.data_dir, args.max_vocab),
         f"Scale: LSTM {args.emb}-d embeddings and {args.hidden} hidden units (Li et al.: 128/512), "
         f"latent {args.latent_dim} (papers: 32), otherwise Li et al.'s PTB settings (profile `ptb`: decoder "
         f"dropout 0.5, SGD lr 0.5, batch 32), "

@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 NOTES_MARKER = ("<!-- Everything below this line is written by hand after reading the results; "
                 "re-running the script rewrites only what is above it. -->")
-METRICS = (("nll", "NLL"), ("kl", "KL"), ("mi", "MI"), ("au", "AU"))
+METRICS = (("nll", "NLL"), ("kl", "KL"), ("mi", "MI"), ("mi_batch", "MI (batch)"), ("au", "AU"))
+"""The tables' test metrics: MI over the whole split (ours) and over each minibatch (He et al.'s
+estimator, that of the papers' tables: at most log of the batch size)."""
 
 
 # -- tables -------------------------------------------------------------------------
@@ -47,8 +49,9 @@ def method_table(runs: dict[str, list[dict]], reference: str = "vae") -> str:
         lm = method == "lm"
         cells = [method]
         for key, _ in METRICS:
-            cells.append("–" if lm and key != "nll" else
-                         mean_std([r["test"][key] for r in results], 1 if key == "au" else 2))
+            values = [r["test"].get(key) for r in results]
+            cells.append("–" if (lm and key != "nll") or None in values else
+                         mean_std(values, 1 if key == "au" else 2))
         reference_by_seed = {r["seed"]: r for r in runs.get(reference, [])}
         ratios = [r["wall_time"] / reference_by_seed[r["seed"]]["wall_time"]
                   for r in results if r["seed"] in reference_by_seed] or [float("nan")]
@@ -60,10 +63,14 @@ def method_table(runs: dict[str, list[dict]], reference: str = "vae") -> str:
 
 def seed_table(runs: dict[str, list[dict]]) -> str:
     """Every run on its own line: the per-seed evidence behind the mean (std) table."""
-    rows = [[method, str(r["seed"]), *(f"{r['test'][key]:.{0 if key == 'au' else 2}f}" for key, _ in METRICS),
-             str(r["epochs"]), f"{r['wall_time']:.0f}"]
+    rows = [[method, str(r["seed"]), *(_cell(r["test"].get(key), 0 if key == "au" else 2) for key, _ in METRICS),
+             str(r["epochs"]), f"{r['wall_time']:.0f}", r.get("verdict", "–")]
             for method, results in runs.items() if method != "lm" for r in results]
-    return markdown_table(["Method", "Seed", *(title for _, title in METRICS), "Epochs", "Wall (s)"], rows)
+    return markdown_table(["Method", "Seed", *(title for _, title in METRICS), "Epochs", "Wall (s)", "Verdict"], rows)
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def aggressive_line(results: list[dict]) -> str:
@@ -121,8 +128,14 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def repo_path(path: str | Path) -> str:
+    """PATH relative to the repository root: a committed results file names no machine's folders."""
+    return os.path.relpath(path, REPO)
+
+
 def header(title: str, settings: list[str]) -> str:
-    command = shlex.join(["python", "-m", f"experiments.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
+    args = [repo_path(arg) if os.path.isabs(arg) else arg for arg in sys.argv[1:]]
+    command = shlex.join(["python", "-m", f"experiments.{Path(sys.argv[0]).stem}", *args])
     lines = [f"# {title}", "",
              f"- Command (from the repository root): `{command}`",
              f"- Machine: {machine()}",

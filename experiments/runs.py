@@ -35,7 +35,7 @@ def run_one(job: tuple[str, int, dict]) -> dict:
     print(f"{label:<14} seed {seed} {result['epochs']:>3} epochs {result['wall_time']:7.1f}s  "
           f"NLL {test['nll']:.2f}  KL {test['kl']:.2f}  MI {test['mi']:.2f}  AU {test['au']:.0f}", flush=True)
     return {"label": label, "seed": seed, "key": run_key(job), "test": test, "wall_time": result["wall_time"],
-            "epochs": result["epochs"], "history": result["history"]}
+            "epochs": result["epochs"], "history": result["history"], "verdict": result["verdict"]}
 
 
 def run_key(job: tuple[str, int, dict]) -> str:

@@ -29,7 +29,7 @@ def posterior_spread(loop) -> str:
 def line(report) -> str:
     m = report.metrics
     spread = posterior_spread(report.loop) if report.loop.is_vae else ""
-    return (f"validation {report.epoch:>3} (update {report.loop.step:>6}, {m['epoch_time']:5.0f}s)  "
+    return (f"validation {report.validation:>3} (update {report.loop.step:>6}, {m['epoch_time']:5.0f}s)  "
             f"val -ELBO {m['val/neg_elbo']:.2f}  KL {m['val/kl']:.2f}  MI {m['val/mi']:.3f}  AU {m['val/au']:.0f}  "
             f"{spread}  |grad| {m['train/grad_norm']:.2f} clipped {m['train/clipped']:.2f}  "
             f"f {m.get('train/scale_factor', 1.0):.3g}  aggressive {m.get('train/aggressive', '-')}  "

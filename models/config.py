@@ -1,9 +1,10 @@
-"""Typed, validated training configuration.
+"""Typed training configuration: the dataclasses and the plain-data helpers, importing nothing of
+`models` (models/resolve.py turns a nested dict into a validated `Config`).
 
-A config is plain data: a nested dict (from YAML, the CLI or a sweep) is turned
-into these dataclasses by `parse_config`, which refuses unknown keys and wrong
-types with a message naming the dotted key. Every field here is a dotted path a
-search space may set (`train.lr`, `kl.free_bits.lam`, `methods.scale.des_std`).
+A config is plain data: a nested dict (from YAML, the CLI or a sweep) is turned into these
+dataclasses by `from_dict`, which refuses unknown keys and wrong types with a message naming
+the dotted key. Every field here is a dotted path a search space may set (`train.lr`,
+`kl.free_bits.lam`, `methods.scale.des_std`).
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class DataConfig:
     valid: str | None = None
     test: str | None = None
     batch_size: int = 32
+    batch_order: Literal["regroup", "fixed"] = "regroup"
+    """regroup: each epoch breaks ties in length at random, so its batches differ; fixed: the
+    batches are made once and only their order is shuffled each epoch, as in He et al.'s code."""
     max_vocab: int | None = None
     """Keep the most frequent words of the training split (specials not counted)."""
     min_count: int = 1
@@ -53,6 +57,11 @@ class ModelConfig:
     dec_dropout_out: float = 0.0
     word_dropout: float = 0.0
     """Probability of replacing a decoder input word by <unk> (Bowman et al.)."""
+    kernels: Literal["auto", "torch", "native", "armv8-a", "x86-64-v2", "x86-64-v3", "x86-64-v4"] = "auto"
+    """The arithmetic of CPU runs (models/kernels/): `auto` the C kernels where they build, else
+    torch's; `torch`; or the C kernels for a build target (`native`, ...), an error where they
+    cannot be built. Every target computes the same bits; torch's path agrees to float rounding.
+    The environment's MODELS_NATIVE overrides it."""
     output_bias: bool = False
     """Biases on the encoder's output layer (→ μ, log σ²), z → c0 and the vocabulary layer. He et
     al.'s reference code has none: with a bias at U(−0.01, 0.01), |mean μ| dwarfs the spread of μ
@@ -119,6 +128,9 @@ class EvalConfig:
     mi_samples: int = 1
     """Samples per sentence for the MI estimate (He et al. Eq. 5)."""
     au_threshold: float = 0.01
+    mi_batch: bool = True
+    """Also He et al.'s MI estimate, over each minibatch rather than the whole split (`mi_batch`;
+    models/metrics.py): the estimator of the papers' tables, at most log(batch size)."""
     val_mi: bool = True
     """Compute MI and AU on the validation split at each validation."""
     every_steps: int | None = None
@@ -136,8 +148,8 @@ class Config:
     threads: int = 0
     """torch threads; 0 = the CPUs this process may run on."""
     profile: str = "auto"
-    """The papers' sizes for a corpus, under every other value: auto, none, synthetic, ptb, yahoo,
-    yelp (models/profiles.py)."""
+    """The papers' sizes for a corpus, under every other value: auto, none, synthetic,
+    synthetic-he, synthetic-song, ptb, yahoo, yelp (models/profiles.py)."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     kl: KLConfig = field(default_factory=KLConfig)
@@ -230,24 +242,8 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def parse_config(data: dict | Config | None) -> Config:
-    """Validate a nested dict into a `Config`, including each method's parameters."""
-    from models.profiles import profile_config, resolve_profile  # profiles import ConfigError
-    data = data or {}
-    if isinstance(data, dict):
-        profile = resolve_profile(data)
-        data = merge(profile_config(profile), {**data, "profile": profile})  # recorded as resolved
-    cfg = from_dict(Config, data)
-    _check_ranges(cfg)
-    from models.methods import validate_methods  # registry imports config; avoid a cycle
-    cfg.methods = validate_methods(cfg.methods)
-    if cfg.model.kind == "lm" and cfg.methods:
-        # Every method acts on the encoder or the posterior, which the LM has not.
-        raise ConfigError(f"methods.{next(iter(cfg.methods))}: needs an encoder; model.kind must be 'vae'")
-    return cfg
-
-
-def _check_ranges(cfg: Config) -> None:
+def check_ranges(cfg: Config) -> None:
+    """ConfigError for a value outside its range (what a type alone cannot say)."""
     positive = {"data.batch_size": cfg.data.batch_size, "model.latent_dim": cfg.model.latent_dim,
                 "model.enc_hidden": cfg.model.enc_hidden, "model.dec_hidden": cfg.model.dec_hidden,
                 "model.enc_emb_dim": cfg.model.enc_emb_dim, "model.dec_emb_dim": cfg.model.dec_emb_dim,

@@ -9,27 +9,14 @@ other method); a reconstruction decodes the posterior mean as the decoder sees i
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from models.data import BOS, EOS, PAD, Split, Vocab
 from models.files import RECONSTRUCTIONS, SAMPLES
+from models.nets import evaluating
 
 MAX_WORDS = 100
 """Words decoded before a sentence that has not ended is cut."""
-
-
-@contextlib.contextmanager
-def _decoding(model):
-    """Eval mode (no dropout) without gradients, restoring the model's mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def decode(model, z: torch.Tensor | None, count: int = 0, greedy: bool = True,
@@ -44,7 +31,7 @@ def decode(model, z: torch.Tensor | None, count: int = 0, greedy: bool = True,
     sentences: list[list[int]] = [[] for _ in range(n)]
     done = [False] * n
     state = None
-    with _decoding(model):
+    with evaluating(model):
         for _ in range(max_words):
             logits, state = model.decoder.step(words, z, state)  # (N, V)
             logits[:, [PAD, BOS]] = -torch.inf  # never a next word in training: no probability learnt
@@ -71,9 +58,9 @@ def prior_z(model, count: int, generator: torch.Generator | None = None) -> torc
 
 def reconstruct(model, tokens: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
     """Greedy decoding of each sentence's posterior mean f·μ: tokens (B, T), lengths (B,)."""
-    with _decoding(model):
-        mu, _ = model.posterior(tokens, lengths)
-    return decode(model, mu)
+    with evaluating(model):
+        mu, _ = model.encode(tokens, lengths)
+    return decode(model, mu * model.latent_scale)
 
 
 def samples_text(model, vocab: Vocab, count: int = SAMPLES, seed: int = 0) -> str:

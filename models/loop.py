@@ -1,7 +1,7 @@
 """The one training loop every method runs on.
 
 Methods (models/methods) plug in through hooks; loss-only settings (KL schedule,
-free bits, β) live in models/objective.py. The optimisation follows He et al.
+free bits, β) live in models/kl.py. The optimisation follows He et al.
 App. B and F: separate encoder and decoder optimisers, gradient clipping, the
 learning rate halved when validation loss stalls, with the best model reloaded.
 """
@@ -20,9 +20,10 @@ import torch
 from models import metrics as M
 from models.config import Config, to_dict
 from models.data import load_corpus
+from models.diagnostics import collapse_diagnostics
 from models.methods import StepPlan, build_methods
 from models.nets import build_model
-from models.objective import kl_per_dim, kl_term, kl_weight
+from models.kl import kl_per_dim, kl_term, kl_weight
 
 
 class TrainingDiverged(RuntimeError):
@@ -32,8 +33,9 @@ class TrainingDiverged(RuntimeError):
 @dataclass
 class EpochReport:
     """What `on_epoch` receives after each validation."""
-    epoch: int
-    """The validation's number, 1, 2, ...: the epoch under the default rhythm of one per epoch."""
+    validation: int
+    """The validation's number, 1, 2, ...: the epoch's under the default rhythm of one validation
+    per epoch (`Loop.epoch` counts epochs started, which `eval.every_steps` makes differ)."""
     metrics: dict[str, float]
     loop: "Loop" = field(repr=False)
 
@@ -57,10 +59,12 @@ class EvaluationProgress:
         return self.sentences / self.total
 
 
-def step(optimizer: torch.optim.Optimizer) -> None:
+def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
     """`optimizer.step()`; plain SGD (no momentum, as every SGD here) as one foreach update per
-    group: the same arithmetic without the optimizer's per-call bookkeeping, which costs a
-    small model a few per cent of its step."""
+    group: the same arithmetic without the optimizer's per-call bookkeeping. Kept because it
+    gained ≥ 5 % in one run of the training step at the synthetic profile's batch 16 against
+    `torch.optim.SGD(foreach=True)` (1.19×; 1.04× at batch 32: `train_throughput.py --only
+    handwritten`, docs/benchmarks.md, 2026-12-07, a loaded machine)."""
     plain = type(optimizer) is torch.optim.SGD and all(
         not g["momentum"] and not g["weight_decay"] and not g["maximize"] for g in optimizer.param_groups)
     if not plain:
@@ -84,6 +88,14 @@ def available_cpus() -> int:
 
 
 class Loop:
+    """One training run of a config: its corpus, model, methods, optimisers and every counter a
+    checkpoint restores (`save`, `load`).
+
+    `run` trains: `interval_batches` up to each validation, `train_on` an update per batch with
+    the methods' hooks, then `validate` and the learning-rate schedule; `test` evaluates the
+    best model. `step` counts updates, `epoch` epochs started, `evaluations` validations.
+    """
+
     def __init__(self, cfg: Config):
         self.cfg = cfg
         torch.set_num_threads(cfg.threads or available_cpus())
@@ -147,8 +159,8 @@ class Loop:
             scaled = method.decoder_mean(self, mu)
             if scaled is not None:
                 mu_dec = scaled
-        z = mu_dec + torch.randn_like(mu) * (0.5 * logvar).exp()
-        recon = -self.model.decode_log_prob(tokens, lengths, z.unsqueeze(1)).squeeze(1)
+        z = mu_dec + torch.randn_like(mu) * (0.5 * logvar).exp()  # the decoder's input, f·μ + σε
+        recon = -self.model.decoder.log_prob(tokens, lengths, z.unsqueeze(1)).squeeze(1)
         kl_dims = kl_per_dim(mu, logvar)
         loss = (recon + self.current_kl_weight() * kl_term(self.cfg.kl, kl_dims)).mean()
         return {"loss": loss, "recon": recon, "kl": kl_dims.sum(-1)}
@@ -166,14 +178,14 @@ class Loop:
         # One norm over every parameter, also when one group is stepped (He et al.'s code).
         norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.cfg.train.clip_grad)
         for opt in chosen:
-            step(opt)
+            optimizer_step(opt)
         return norm
 
     # -- training -----------------------------------------------------------------
     def shuffled(self):
         """The training split once, in a shuffled order drawn from the loop's own generator."""
-        for batch in self.corpus.train.batches(self.cfg.data.batch_size, shuffle=True,
-                                               generator=self.shuffle_generator):
+        for batch in self.corpus.train.batches(self.cfg.data.batch_size, shuffle=True, generator=self.shuffle_generator,
+                                               regroup=self.cfg.data.batch_order == "regroup"):
             yield batch.to(self.device)
 
     def train_on(self, batches) -> dict[str, float]:
@@ -278,6 +290,7 @@ class Loop:
             metrics = self.train_on(self.interval_batches())
             self.evaluations += 1
             metrics.update(self.validate())
+            metrics.update(collapse_diagnostics(self))
             metrics.update(lr=self.lr, kl_weight=self.current_kl_weight(), step=float(self.step))
             for method in self.methods:
                 method.after_validation(self, metrics)

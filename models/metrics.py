@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from models.config import EvalConfig
+from models.nets import READINGS, evaluating
 
 LOG_2PI = math.log(2 * math.pi)
 # Elements of the largest temporary (z rows × posteriors, float64) in the aggregate-posterior sum.
@@ -25,16 +26,11 @@ _CHUNK_ELEMENTS = 1 << 20
 
 
 def _evaluating(fn):
-    """no_grad + eval mode for `fn(model, ...)`, restoring the model's previous mode."""
+    """`fn(model, ...)` run `evaluating(model)`."""
     @functools.wraps(fn)
     def wrapper(model, *args, **kwargs):
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                return fn(model, *args, **kwargs)
-        finally:
-            model.train(was_training)
+        with evaluating(model):
+            return fn(model, *args, **kwargs)
     return wrapper
 
 
@@ -85,35 +81,46 @@ def elbo_terms(model, split, *, batch_size: int, device, generator=None) -> dict
     return _elbo_pass(model, split, batch_size, device, _rng(generator))[0]
 
 
+def readings(model) -> dict[str, str]:
+    """The proposals a model's metrics are given for, with their names' suffixes: both of
+    `nets.READINGS` for a scaled model (Scale-VAE), else the one they coincide in."""
+    return READINGS if model.is_vae and model.scaled else {"trained": ""}
+
+
 @_evaluating
 def _elbo_pass(model, split, batch_size: int, device,
                generator: torch.Generator) -> tuple[dict[str, float], torch.Tensor | None, torch.Tensor | None]:
     """`elbo_terms` and, for a VAE, the posteriors of `posteriors` (μ, log σ², (N, D)), from one
     encoder pass over the split."""
-    recon = kl = 0.0
+    sums = {suffix: [0.0, 0.0] for suffix in readings(model).values()}  # recon, kl
     mus, logvars = [], []
     for tokens, lengths in _batches(split, batch_size, device):
         if not model.is_vae:
-            recon -= model.log_prob(tokens, lengths).sum().item()
+            sums[""][0] -= model.log_prob(tokens, lengths).sum().item()
             continue
         mu, logvar = model.encode(tokens, lengths)
         mus.append(mu)
         logvars.append(logvar)
-        kl += (0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(-1)).sum().item()
-        z = _sample(mu * model.latent_scale, logvar, 1, generator)  # `model.posterior`, not re-encoded
-        recon -= model.decode_log_prob(tokens, lengths, z).sum().item()
+        for reading, suffix in readings(model).items():
+            q_mu, q_logvar = model.proposal(mu, logvar, reading)
+            sums[suffix][1] += (0.5 * (q_mu ** 2 + q_logvar.exp() - q_logvar - 1).sum(-1)).sum().item()
+            z = _sample(q_mu, q_logvar, 1, generator)
+            sums[suffix][0] -= model.decode_log_prob(tokens, lengths, z).sum().item()
     n = split.num_sentences  # > 0, checked by _batches
-    terms = {"neg_elbo": (recon + kl) / n, "recon": recon / n, "kl": kl / n}
+    terms = {}
+    for suffix, (recon, kl) in sums.items():
+        terms.update({f"neg_elbo{suffix}": (recon + kl) / n, f"recon{suffix}": recon / n, f"kl{suffix}": kl / n})
     if not model.is_vae:
         return terms, None, None
     return terms, torch.cat(mus), torch.cat(logvars)
 
 
 def iw_log_likelihood(model, tokens: torch.Tensor, lengths: torch.Tensor, *, samples: int,
-                      samples_per_pass: int, pass_mib: float | None = None, generator=None) -> torch.Tensor:
+                      samples_per_pass: int, pass_mib: float | None = None, generator=None,
+                      reading: str = "trained") -> torch.Tensor:
     """(B,) importance-weighted estimate of log p(x) (Burda et al.; He et al. §6.1, k = 500).
 
-    Proposal q = N(μ, σ²) from `model.posterior`, encoded once; prior `model.log_prior`. All
+    Proposal q(z|x) from `model.proposal` (`reading`), encoded once; prior `model.log_prior`. All
     `samples` noises are drawn up front, handed to the decoder `samples_per_pass` per sentence at
     a time, and scored there in passes of `pass_mib` MiB (`Decoder.log_prob`); the log-sum-exp
     runs over all k weights at once, so neither size changes the value beyond float rounding.
@@ -123,7 +130,7 @@ def iw_log_likelihood(model, tokens: torch.Tensor, lengths: torch.Tensor, *, sam
         return model.log_prob(tokens, lengths)
     if samples <= 0 or samples_per_pass <= 0:
         raise ValueError(f"samples ({samples}) and samples_per_pass ({samples_per_pass}) must be positive")
-    mu, logvar = model.posterior(tokens, lengths)
+    mu, logvar = model.proposal(*model.encode(tokens, lengths), reading)
     z = _sample(mu, logvar, samples, _rng(generator))  # (B, k, D)
     log_q = _log_normal(z, mu.unsqueeze(1), logvar.unsqueeze(1))  # (B, k)
     log_px_z = torch.cat([model.decode_log_prob(tokens, lengths, z[:, start:start + samples_per_pass],
@@ -136,9 +143,9 @@ def iw_log_likelihood(model, tokens: torch.Tensor, lengths: torch.Tensor, *, sam
 @_evaluating
 def iw_nll(model, split, *, samples: int, samples_per_pass: int, batch_size: int, device,
            pass_mib: float | None = None, generator=None,
-           on_progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
-    """NLL = mean over sentences of −log p(x) (IW estimate; exact for an LM), and
-    PPL = exp(Σ −log p(x) / split.num_tokens).
+           on_progress: Callable[[int, int], None] | None = None, reading: str = "trained") -> dict[str, float]:
+    """NLL = mean over sentences of −log p(x) (IW estimate from `reading`'s proposal; exact for an
+    LM), and PPL = exp(Σ −log p(x) / split.num_tokens), named with the reading's suffix.
 
     `on_progress(scored, sentences)` is called each time the scored sentences pass another tenth
     of the split, the last time at its end: with k = 500 this is most of an evaluation's time
@@ -147,12 +154,13 @@ def iw_nll(model, split, *, samples: int, samples_per_pass: int, batch_size: int
     generator = _rng(generator)
     for tokens, lengths in _batches(split, batch_size, device):
         total -= iw_log_likelihood(model, tokens, lengths, samples=samples, samples_per_pass=samples_per_pass,
-                                   pass_mib=pass_mib, generator=generator).sum().item()
+                                   pass_mib=pass_mib, generator=generator, reading=reading).sum().item()
         scored += len(tokens)
         if on_progress is not None and 10 * scored // split.num_sentences > tenths:
             tenths = 10 * scored // split.num_sentences
             on_progress(scored, split.num_sentences)
-    return {"nll": total / split.num_sentences, "ppl": _ppl(total, split)}
+    suffix = READINGS[reading]
+    return {f"nll{suffix}": total / split.num_sentences, f"ppl{suffix}": _ppl(total, split)}
 
 
 @_evaluating
@@ -193,6 +201,23 @@ def mutual_info_from(mu: torch.Tensor, logvar: torch.Tensor, *, samples: int = 1
     return (log_q_zx.mean() - log_qz.mean()).item()
 
 
+def mutual_info_per_batch(mu: torch.Tensor, logvar: torch.Tensor, batch_size: int, *, generator=None) -> float:
+    """He et al.'s estimator of I_q(x; z) (their code's `calc_mi`, which Li et al. use too,
+    footnote 13): for each minibatch of `batch_size` consecutive posteriors (the evaluation's
+    batches), the analytic E_q(z|x)[log q(z|x)] minus E[log q(z)] with q(z) the mixture of the
+    batch's posteriors and one z per sentence; the sentence-weighted mean over minibatches. It
+    is at most log(batch size), unlike `mutual_info_from`'s aggregate over the whole split: the
+    papers' tables used this one."""
+    generator = _rng(generator)
+    total, dim = 0.0, mu.size(1)
+    for m, lv in zip(mu.double().split(batch_size), logvar.double().split(batch_size)):
+        neg_entropy = (-0.5 * dim * LOG_2PI - 0.5 * (1 + lv).sum(-1)).mean()
+        z = _sample(m, lv, 1, generator).double()  # (B, 1, D): one z per sentence, against every posterior
+        log_qz = torch.logsumexp(_log_normal(z, m.unsqueeze(0), lv.unsqueeze(0)), dim=1) - math.log(len(m))
+        total += (neg_entropy - log_qz.mean()).item() * len(m)
+    return total / len(mu)
+
+
 def mutual_info(model, split, *, batch_size: int, device, generator=None, samples: int = 1) -> float:
     """I_q(x; z) over the whole split (see `mutual_info_from`) under the posterior the decoder
     sees (Song et al. footnote 1: Scale-VAE's scaled means); 0 for an LM."""
@@ -210,37 +235,47 @@ def mean_variances(mu: torch.Tensor) -> torch.Tensor:
 
 
 def active_units(model, split, *, batch_size: int, device, threshold: float = 0.01) -> int:
-    """Dimensions with A_z > threshold (Burda et al.; He et al. §6.1, 0.01) over the raw means
+    """Dimensions with A_z ≥ threshold (Burda et al.; He et al. §6.1, 0.01, and `calc_au` of their
+    code, which counts equality) over the raw means
     (for Scale-VAE, f·μ would have A_z = des_std² by construction); 0 for an LM."""
     if not model.is_vae:
         return 0
     mu, _ = posteriors(model, split, batch_size=batch_size, device=device)
-    return int((mean_variances(mu) > threshold).sum())
+    return int((mean_variances(mu) >= threshold).sum())
 
 
 def evaluate(model, split, cfg: EvalConfig, *, batch_size: int, device, generator=None,
              iw: bool = True, mi: bool = True,
              on_progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
-    """neg_elbo, recon, kl; with `iw` nll and ppl; with `mi` mi and au. `on_progress`: the
-    IW-NLL's (`iw_nll`); an LM, whose NLL is exact, makes no call.
+    """neg_elbo, recon, kl; with `iw` nll and ppl; with `mi` mi, au and (`cfg.mi_batch`) mi_batch, He
+    et al.'s per-minibatch MI (`mutual_info_per_batch`). A scaled model (Scale-VAE)
+    has the first five again under its decoder's proposal, suffixed `_dec` (`readings`).
+    `on_progress`: the IW-NLL's (`iw_nll`), over every reading's pass; an LM, whose NLL is
+    exact, makes no call.
 
     For an LM every bound is the exact NLL, and kl, mi and au are 0.
     """
     generator = _rng(generator)  # one stream for all the metrics
     out, mu, logvar = _elbo_pass(model, split, batch_size, device, generator)
     if iw and model.is_vae:
-        out.update(iw_nll(model, split, samples=cfg.iw_samples, samples_per_pass=cfg.iw_batch,
-                          batch_size=batch_size, device=device, pass_mib=cfg.pass_mib, generator=generator,
-                          on_progress=on_progress))
+        passes = list(readings(model))
+        for i, reading in enumerate(passes):  # progress over all the passes together
+            told = None if on_progress is None else (
+                lambda scored, total, i=i: on_progress(i * total + scored, len(passes) * total))
+            out.update(iw_nll(model, split, samples=cfg.iw_samples, samples_per_pass=cfg.iw_batch,
+                              batch_size=batch_size, device=device, pass_mib=cfg.pass_mib, generator=generator,
+                              on_progress=told, reading=reading))
     elif iw:
         out.update(nll=out["recon"], ppl=_ppl(out["recon"] * split.num_sentences, split))
     if mi and model.is_vae:
         # The −ELBO pass's posteriors serve both: MI under the decoder's (scaled) posterior, AU on raw μ.
         out.update(mi=mutual_info_from(mu * model.latent_scale, logvar, samples=cfg.mi_samples,
                                        generator=generator),
-                   au=float((mean_variances(mu) > cfg.au_threshold).sum()))
+                   au=float((mean_variances(mu) >= cfg.au_threshold).sum()))
+        if cfg.mi_batch:
+            out["mi_batch"] = mutual_info_per_batch(mu * model.latent_scale, logvar, batch_size, generator=generator)
     elif mi:
-        out.update(mi=0.0, au=0.0)
+        out.update(mi=0.0, au=0.0, **({"mi_batch": 0.0} if cfg.mi_batch else {}))
     return out
 
 
@@ -266,7 +301,7 @@ def posterior_mean_space(model, split, *, batch_size: int, device, grid=(-20.0, 
         z = points.view(1, -1, 1).expand(len(tokens), -1, 1)
         log_px_z = model.decode_log_prob(tokens, lengths, z, pass_mib=pass_mib)  # (B, G)
         mu_theta.append(((log_px_z + log_prior).softmax(dim=1) * points).sum(1))
-        mu_phi.append(model.posterior(tokens, lengths)[0].squeeze(-1))
+        mu_phi.append(model.encode(tokens, lengths)[0].squeeze(-1))
     return torch.cat(mu_theta).cpu().numpy(), torch.cat(mu_phi).cpu().numpy()
 
 

@@ -5,19 +5,33 @@ per sentence, D latent dimensions, H hidden units, V vocabulary.
 """
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import functools
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from models.config import ModelConfig
-from models.data import UNK
-from models import native
-from models.lstm import LSTM
-from models.native import ptr
+from models.data import PAD, UNK
+from models.kernels import vocab as vocab_kernel
+from models.kernels.choice import Kernels, resolve
+from models.kernels.lstm import LSTM
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """Eval mode (no dropout) without gradients, the model's mode restored after: how metrics
+    and decoding run a model mid-training."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
 
 
 def init_uniform(module: nn.Module) -> None:
@@ -68,6 +82,27 @@ def pool_states(states: torch.Tensor, mask: torch.Tensor | None, kind: str) -> t
     return states.gather(1, index).squeeze(1)
 
 
+class FixedScaleBatchNorm(nn.Module):
+    """Batch normalisation of μ (B, D) with a constant scale γ (a buffer) and a learnable shift β.
+
+    Training uses the minibatch statistics and updates running ones, which evaluation
+    uses (as nn.BatchNorm1d). A training batch of one sentence has no spread, so it is
+    normalised with the running statistics instead of failing.
+    """
+
+    def __init__(self, dim: int, gamma: float, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("gamma", torch.full((dim,), float(gamma)))
+        self.beta = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+
+    def forward(self, mu: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(mu, self.running_mean, self.running_var, weight=self.gamma, bias=self.beta,
+                            training=self.training and mu.size(0) > 1, momentum=self.momentum, eps=self.eps)
+
+
 class Encoder(nn.Module):
     """q(z|x) = N(μ, diag σ²) from an LSTM feature of the sentence."""
 
@@ -75,7 +110,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.pooling = cfg.pooling
         self.embed = nn.Embedding(vocab_size, cfg.enc_emb_dim)
-        self.lstm = LSTM(cfg.enc_emb_dim, cfg.enc_hidden, batch_first=True)
+        self.lstm = LSTM(cfg.enc_emb_dim, cfg.enc_hidden, batch_first=True, kernels=resolve(cfg.kernels))
         self.to_posterior = nn.Linear(cfg.enc_hidden, 2 * cfg.latent_dim, bias=cfg.output_bias)
         # Seam for methods that normalise μ (BN-VAE replaces it).
         self.mu_transform: nn.Module = nn.Identity()
@@ -113,13 +148,18 @@ class Encoder(nn.Module):
 class Dropout(nn.Dropout):
     """`nn.Dropout`, whose CPU mask is drawn by `uniform_` rather than `bernoulli_`: the same
     Bernoulli(1 − p) keep mask, scaled by 1 / (1 − p), at 2.5× less RNG time on a CPU, where the
-    decoder's two dropouts cost a small model's step a few per cent (docs/benchmarks.md). GPUs
-    keep torch's fused kernel, as does `inplace=True` (the mask is applied out of place)."""
+    decoder's two dropouts cost a small model's step a few per cent. Kept because it gained ≥ 5 %
+    in one run of the training step at the synthetic profile's batch 16 against `nn.Dropout`
+    (1.09×; 1.03× at batch 32: `train_throughput.py --only handwritten`, docs/benchmarks.md,
+    2026-12-07, a loaded machine). GPUs keep torch's fused kernel, as does `inplace=True` (the
+    mask is applied out of place)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.inplace or x.device.type != "cpu" or not 0.0 < self.p < 1.0:
             return super().forward(x)
-        keep = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
+        # Drawn in x's logical order (rand_like follows its strides): a kernel's strided output and
+        # torch's contiguous one get the same mask from the same seed.
+        keep = torch.rand(x.shape, dtype=x.dtype).ge_(self.p).mul_(1.0 / (1.0 - self.p))
         return x * keep
 
 
@@ -130,10 +170,12 @@ class Decoder(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.word_dropout = cfg.word_dropout
-        self.embed = nn.Embedding(vocab_size, cfg.dec_emb_dim)
+        # The padding row takes no gradient, as in He et al.'s code (VarLSTMDecoder).
+        self.embed = nn.Embedding(vocab_size, cfg.dec_emb_dim, padding_idx=PAD)
         self.dropout_in = Dropout(cfg.dec_dropout_in)
         self.dropout_out = Dropout(cfg.dec_dropout_out)
-        self.lstm = LSTM(cfg.dec_emb_dim + latent_dim, cfg.dec_hidden, batch_first=True)
+        self.kernels = resolve(cfg.kernels)
+        self.lstm = LSTM(cfg.dec_emb_dim + latent_dim, cfg.dec_hidden, batch_first=True, kernels=self.kernels)
         self.to_state = nn.Linear(latent_dim, cfg.dec_hidden, bias=cfg.output_bias) if latent_dim else None
         self.to_vocab = nn.Linear(cfg.dec_hidden, vocab_size, bias=cfg.output_bias)
 
@@ -173,8 +215,8 @@ class Decoder(nn.Module):
         """(B·K,) log p(x|z) of every row, without gradients, a budget's worth of rows at a time."""
         total, positions = len(emb) * samples, targets.size(1)
         rows, chunk = pass_sizes(positions, self.lstm, self.to_vocab.out_features, pass_mib, emb.device)
-        buffers = None if _vocab_kernel(emb) else emb.new_empty(2, min(chunk, rows * positions),
-                                                                self.to_vocab.out_features)
+        buffers = None if vocab_kernel.applies(self.kernels, emb) else emb.new_empty(
+            2, min(chunk, rows * positions), self.to_vocab.out_features)
         out = emb.new_empty(total)
         shared = None if z_rows is None else self.lstm.share_inputs(emb, z_rows, samples)
         for start in range(0, total, rows):
@@ -185,7 +227,7 @@ class Decoder(nn.Module):
             else:
                 hidden = self._hidden(_rows(emb, start, stop, samples), None if z_rows is None else z_rows[start:stop])
             token_lp = _target_log_probs(hidden.flatten(0, 1), _rows(targets, start, stop, samples).flatten(),
-                                         self.to_vocab, buffers)
+                                         self.to_vocab, buffers, self.kernels)
             out[start:stop] = token_lp.view(stop - start, positions).sum(-1)
         return out
 
@@ -218,7 +260,7 @@ class Decoder(nn.Module):
 DEFAULT_PASS_MIB = {"cpu": 2.0, "cuda": 256.0}
 """An evaluation pass's memory when none is set: on a CPU, per torch thread, little enough to
 stay in each core's cache (docs/benchmarks.md: on torch's path 2 MiB was fastest with 1 thread,
-4 with 2, larger passes slower; with `vocab_kernel.c` larger ones gain at most 5-8 %); on a GPU,
+4 with 2, larger passes slower; with models/kernels/vocab.c larger ones gain at most 5-8 %); on a GPU,
 enough to keep it busy."""
 
 
@@ -226,7 +268,7 @@ def pass_sizes(positions: int, lstm: nn.LSTM, vocab: int, pass_mib: float | None
                device: torch.device) -> tuple[int, int]:
     """(rows per LSTM pass, positions per vocabulary pass) for `pass_mib` MiB of float32: the
     budget bounds each stage's largest temporaries, the LSTM's inputs or gates (rows × positions
-    × max(input, 4H)) and, where torch computes them (no `_vocab_kernel`), the logits with their
+    × max(input, 4H)) and, where torch computes them (no `vocab_kernel.applies`), the logits with their
     log-softmax (2 × positions × V)."""
     if pass_mib is None:
         pass_mib = DEFAULT_PASS_MIB.get(device.type, DEFAULT_PASS_MIB["cuda"])
@@ -245,33 +287,14 @@ def _rows(per_sentence: torch.Tensor, start: int, stop: int, samples: int) -> to
     return per_sentence.index_select(0, index)
 
 
-@functools.lru_cache(maxsize=None)
-def _vocab_library():
-    lib = native.library("vocab_kernel")
-    if lib is not None:
-        lib.vocab_log_probs.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 5
-    return lib
-
-
-def _vocab_kernel(t: torch.Tensor):
-    """vocab_kernel.c where it applies to `t`'s device and type, else None."""
-    return _vocab_library() if t.device.type == "cpu" and t.dtype == torch.float32 else None
-
-
 def _target_log_probs(hidden: torch.Tensor, targets: torch.Tensor, layer: nn.Linear,
-                      buffers: torch.Tensor | None) -> torch.Tensor:
+                      buffers: torch.Tensor | None, kernels: Kernels) -> torch.Tensor:
     """log softmax(layer(hidden))[target] (N,), 0 where the target is IGNORE; no (N, V) tensor is
-    ever allocated. In C where `_vocab_kernel` applies, the logits never leaving the cache;
+    ever allocated. In C where `vocab_kernel.applies`, the logits never leaving the cache;
     otherwise `buffers.size(1)` positions at a time in the two buffers (2, n, V)."""
+    if vocab_kernel.applies(kernels, hidden):
+        return vocab_kernel.target_log_probs(kernels, hidden, targets, layer)
     out = hidden.new_empty(len(hidden))
-    lib = _vocab_kernel(hidden)
-    if lib is not None:
-        h, t = hidden.contiguous(), targets.contiguous()
-        w_t = layer.weight.detach().t().contiguous()  # V·H floats, against N·V·H multiply-adds
-        bias = None if layer.bias is None else layer.bias.detach()
-        lib.vocab_log_probs(torch.get_num_threads(), len(h), h.size(1), w_t.size(1), ptr(h), ptr(w_t),
-                            None if bias is None else ptr(bias), ptr(t), ptr(out))
-        return out
     logits, log_probs = buffers
     for start in range(0, len(hidden), len(logits)):
         h, t = hidden[start:start + len(logits)], targets[start:start + len(logits)]
@@ -317,7 +340,27 @@ class TargetLogProb(torch.autograd.Function):
         return grad_hidden, grad_weight, grad_bias, None
 
 
+READINGS = {"trained": "", "decoder": "_dec"}
+"""The two proposals q(z|x) of a scaled model's metrics, and the suffix of their metric names
+(`TextVAE.proposal`)."""
+
+
 class TextVAE(nn.Module):
+    """The LSTM text VAE of He et al. (§6): the encoder's q(z|x) = N(μ, diag σ²), the prior
+    p(z) = N(0, I), and a decoder p(x|z) fed z as its initial state and beside every word.
+
+    Scale-VAE (Song et al. §3.1; models/methods/scale.py) puts a per-dimension factor f between
+    z and the decoder. The generative model every metric and every sample describes is then
+    z ~ N(0, I), x ~ p(x | f·z), as Song et al. generate ("after sampling a latent variable z
+    from the prior p(z), we multiply it by the factor f", §3.1), with f the factor the decoder
+    trained with (`latent_scale`; ones for every other method, where all of this is the plain
+    VAE). Training feeds the decoder f·μ + σε, which is z ~ N(μ, σ²/f²) of this model, while its
+    KL term is that of N(μ, σ²). Song et al. do not say which their IW-NLL proposes from, so a
+    scaled model's metrics are given for both (`READINGS`, `proposal`): "trained", N(μ, σ²), whose
+    KL the objective holds (metrics without a suffix), and "decoder", N(μ, σ²/f²), the input
+    the decoder trained on (suffix `_dec`). Each is a bound on the same model's NLL with its own
+    ELBO; the first is tight in the dimensions the decoder ignores, the second in those it uses.
+    """
     is_vae = True
 
     def __init__(self, vocab_size: int, cfg: ModelConfig):
@@ -325,29 +368,32 @@ class TextVAE(nn.Module):
         self.latent_dim = cfg.latent_dim
         self.encoder = Encoder(vocab_size, cfg)
         self.decoder = Decoder(vocab_size, cfg, cfg.latent_dim)
-        # Scale-VAE's factor f (Song et al. §3.1): the decoder sees z ~ N(f·μ, σ²) and,
-        # generating, f·z with z ~ N(0, I). Ones for every other method.
         self.register_buffer("latent_scale", torch.ones(cfg.latent_dim))
         init_uniform(self)
+
+    @property
+    def scaled(self) -> bool:
+        """Whether a factor f ≠ 1 stands between z and the decoder (Scale-VAE)."""
+        return not bool((self.latent_scale == 1).all())
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior q(z|x) whose KL to N(0, I) is trained: μ, log σ², each (B, D)."""
         return self.encoder(tokens, lengths)
 
-    def posterior(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The posterior as the decoder sees it at evaluation (μ scaled by f)."""
-        mu, logvar = self.encode(tokens, lengths)
-        return mu * self.latent_scale, logvar
+    def proposal(self, mu: torch.Tensor, logvar: torch.Tensor,
+                 reading: str = "trained") -> tuple[torch.Tensor, torch.Tensor]:
+        """μ, log σ² (B, D) of the q(z|x) a metric's `reading` (READINGS) samples z from, given the
+        encoder's μ, log σ²."""
+        return (mu, logvar) if reading == "trained" else (mu, logvar - 2 * self.latent_scale.log())
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """log N(z; 0, diag f²) summed over the last dimension (the decoder's effective prior)."""
-        scale = self.latent_scale
-        return (-0.5 * (z / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+        """log N(z; 0, I) summed over the last dimension."""
+        return (-0.5 * z ** 2 - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def decode_log_prob(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor, *,
                         pass_mib: float | None = None) -> torch.Tensor:
-        """log p(x|z): tokens (B, T), z (B, K, D) → (B, K) (`Decoder.log_prob`)."""
-        return self.decoder.log_prob(tokens, lengths, z, pass_mib=pass_mib)
+        """log p(x|z), the decoder fed f·z: tokens (B, T), z (B, K, D) → (B, K) (`Decoder.log_prob`)."""
+        return self.decoder.log_prob(tokens, lengths, z * self.latent_scale if self.scaled else z, pass_mib=pass_mib)
 
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.encoder.features(tokens, lengths)

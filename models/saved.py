@@ -20,7 +20,9 @@ from typing import Callable
 
 import torch
 
-from models.config import Config, merge, parse_config, to_dict
+from models.config import Config, merge, to_dict
+
+from models.resolve import parse_config
 from models.data import Vocab
 from models.files import MODEL_FILE, ModelFileError
 from models.loop import Loop, EvaluationProgress

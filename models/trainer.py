@@ -8,9 +8,12 @@ import warnings
 from typing import Callable
 
 from models import generate, metrics, plots, saved
-from models.config import Config, parse_config, to_dict
+from models.config import Config, to_dict
+from models.resolve import parse_config
 from models.files import MODEL_FILE, RECONSTRUCTIONS_FILE, SAMPLES_FILE
-from models.loop import EpochReport, EvaluationProgress, Loop
+from models.diagnostics import verdict
+from models.kernels import choice
+from models.loop import EpochReport, EvaluationProgress, Loop, resolve_device
 
 PLOT_SENTENCES = 200
 """Test sentences in the posterior-mean-space plot (He et al. plot 500; each costs 4001 decodes)."""
@@ -20,7 +23,8 @@ def train(config: dict | Config | None = None,
           on_epoch: Callable[[EpochReport], bool | None] | None = None,
           out_dir: str | None = None, resume_from: str | None = None, init_from: str | None = None,
           on_test: Callable[[EvaluationProgress], None] | None = None) -> dict:
-    """Train one configuration and return its test metrics and history.
+    """Train one configuration and return its test metrics, history and verdict (one line on
+    whether the latent is active and why: models/diagnostics.py).
 
     `on_epoch(report)` sees each epoch's metrics and may stop training by
     returning True; `on_test(progress)` sees the test evaluation's progress, which after a short
@@ -46,6 +50,7 @@ def train(config: dict | Config | None = None,
         "test_time": time.perf_counter() - start,
         "best_val": loop.best_val,
         "stopped_early": stopped,
+        "verdict": verdict(loop, test),
         "config": to_dict(cfg),
         "init_from": init_from,
     }
@@ -58,6 +63,13 @@ def train(config: dict | Config | None = None,
         with open(os.path.join(out_dir, "metrics.json"), "w") as fh:
             json.dump(result, fh, indent=2, default=float)
     return result
+
+
+def arithmetic(config: dict | Config | None = None) -> str:
+    """Which arithmetic `train(config)` uses on this machine, in one line (models/kernels/): what
+    tells apart two runs whose numbers differ only by it. Builds the kernels if they are not yet."""
+    cfg = parse_config(to_dict(config) if isinstance(config, Config) else config)
+    return choice.arithmetic(choice.resolve(cfg.model.kernels), resolve_device(cfg.device))
 
 
 def _write_model_and_text(loop: Loop, out_dir: str) -> None:

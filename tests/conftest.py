@@ -1,5 +1,8 @@
-"""Shared fixtures: one real MLflow tracking server and one local Ray per test session; and the
-rule that a test using either is marked end to end."""
+"""Shared fixtures: one real MLflow tracking server and one local Ray per test session; the
+rule that a test using either is marked end to end; the C kernels' build targets that ran,
+said at the end."""
+import sys
+
 import pytest
 
 from sweeps import tracking
@@ -29,3 +32,11 @@ def local_ray():
     from sweeps import engine
     with engine.local_ray():
         yield
+
+
+def pytest_terminal_summary(terminalreporter):
+    kernel_tests = sys.modules.get("test_kernels") or sys.modules.get("tests.test_kernels")
+    if kernel_tests is not None and not kernel_tests.TARGETS:
+        terminalreporter.write_line("C kernels tested for: none (no C compiler)")
+    elif kernel_tests is not None and kernel_tests.TESTED_TARGETS:
+        terminalreporter.write_line(f"C kernels tested for: {', '.join(sorted(kernel_tests.TESTED_TARGETS))}")

@@ -17,7 +17,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from models.config import parse_config, to_dict
+from models.config import to_dict
+
+from models.resolve import parse_config
 from sweeps import cli, tracking
 from sweeps.analysis import confirm, export, pareto, trial_table
 from sweeps.space import load_space
@@ -45,14 +47,15 @@ def log_sweep(uri, tmp: Path, name: str, trials, space=SPACE, dataset="corpora/p
         run.start()
         run.log_config(tiny_config(tmp / "cache", seed=seed, data={"name": dataset},
                                    kl={"free_bits": {"kind": "fb", "lam": lam}}, train={"lr": lr}),
-                       space["method"])
+                       space["method"], f"arithmetic of {trial_id}")
         epochs = 2 if outcome == "completed" else 1
         assert run.log_epochs({epoch: {"val/neg_elbo": 120.0 - epoch - lam, "val/au": au or 0}
                                for epoch in range(1, epochs + 1)})
         if outcome == "completed":
             run.log_final(epochs, {"test/nll": nll, "test/ppl": nll / 2, "test/neg_elbo": nll + 1,
                                    "test/recon": nll - 2, "test/kl": lam, "test/mi": lam / 2,
-                                   "test/au": au, "wall_time": 10.0 + lam, "test_time": 2.0 + lam})
+                                   "test/au": au, "wall_time": 10.0 + lam, "test_time": 2.0 + lam},
+                          f"verdict of {trial_id}")
         run.finish(outcome, "boom" if outcome == "failed" else None)
     tracking.finish_sweep_run(uri, parent, "FINISHED", {})
     return parent
@@ -124,6 +127,8 @@ def test_trial_table_has_every_trial_and_round_trips_through_parquet(logged, tmp
     assert rows["t2"]["test/nll"] == 101.0 and rows["t2"]["test/au"] == 8 and rows["t2"]["status"] == "completed"
     assert rows["t2"]["epochs"] == 2 and rows["t2"][trial_table.BEST_VAL] == 120.0 - 2 - 6.0
     assert rows["t2"]["wall_time"] == 16.0 and rows["t2"]["method"] == "fb" and rows["t2"]["dataset"] == "ptb"
+    assert rows["t2"]["arithmetic"] == "arithmetic of t2" and "config.arithmetic" not in table.column_names
+    assert rows["t2"]["verdict"] == "verdict of t2" and rows["t5"]["verdict"] is None  # t5 was pruned
     assert rows["t2"]["test_time"] == 8.0 and rows["t5"]["test_time"] is None
     assert (rows["t5"]["status"], rows["t6"]["status"]) == ("pruned", "failed")
     assert rows["t5"]["test/nll"] is None and rows["t5"]["epochs"] == 1
@@ -262,6 +267,7 @@ def test_report_puts_published_numbers_beside_ours(logged, tmp_path, capsys):
     assert cells[3] == "100.20 (0.28)" and cells[7] == "2.00 (0.00)"
     published = lines[lines.index(ours) + 1]
     assert "Li et al. (2019) Table 1" in published and "+ FB (λ = 3)" in published and "100.5" in published
+    assert "- **fb** (seed 0): verdict of t0" in lines and "- **fb** (seed 1): verdict of t1" in lines
     assert (tmp_path / "report-pareto.png").stat().st_size > 0
 
 

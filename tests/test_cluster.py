@@ -438,6 +438,8 @@ def test_cluster_yaml_is_a_valid_launcher_config_for_this_project():
     mount = next(remote for remote, local in config["file_mounts"].items() if local == ".")
     assert f"pip install -q -c {mount}/constraints.txt -e {mount}" in config["setup_commands"]
     assert all("/mnt/shared" in c for c in config["setup_commands"][:1])  # shared storage first
+    compiler = next(i for i, c in enumerate(config["setup_commands"]) if "command -v cc" in c)
+    assert "apt-get install -y -qq gcc" in config["setup_commands"][compiler]  # the C kernels build on every node
 
     # The dashboard runs whatever job it is sent: loopback only, reached through an SSH tunnel.
     started = [words for words in _commands(config, "head_start_ray_commands") if "start" in words]

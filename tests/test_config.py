@@ -1,6 +1,8 @@
 import pytest
 
-from models.config import ConfigError, parse_config, set_dotted, to_dict
+from models.config import ConfigError, set_dotted, to_dict
+
+from models.resolve import parse_config
 from models.presets import PRESETS, preset_config
 
 
@@ -100,3 +102,14 @@ def test_presets_follow_the_papers():
     assert scale.kl.anneal == "linear" and scale.kl.start == 0.0  # Song et al. §4.1: from 0
     assert parse_config(preset_config("bn")).methods["bn"].gamma == 0.6  # Song et al. Table 1
     assert parse_config(preset_config("aggressive")).methods["aggressive"].window == 15
+
+
+@pytest.mark.parametrize("profile,expected", [
+    ("synthetic-he", {"latent_dim": 2, "batch_size": 16, "max_epochs": 50, "patience": 2}),  # config_synthetic.py
+    ("synthetic-song", {"latent_dim": 2, "batch_size": 32, "max_epochs": 120, "patience": 5})])  # Song §4.4, §4.1
+def test_the_papers_synthetic_settings_are_profiles(profile, expected):
+    cfg = parse_config({"profile": profile})
+    got = {"latent_dim": cfg.model.latent_dim, "batch_size": cfg.data.batch_size,
+           "max_epochs": cfg.train.max_epochs, "patience": cfg.train.patience}
+    assert got == expected and cfg.model.enc_hidden == cfg.model.dec_hidden == 50 and cfg.profile == profile
+    assert parse_config({}).model.latent_dim == 32  # the `synthetic` profile keeps the text experiments' 32

@@ -238,6 +238,16 @@ def test_shuffle_is_deterministic_given_the_generator():
     assert {tuple(b) for b in order(same, 1)} != {tuple(b) for b in order(same, 2)}
 
 
+def test_fixed_batch_order_keeps_the_batches_and_shuffles_their_order():
+    # He et al.'s code builds its length-sorted batches once and shuffles their order each epoch.
+    same = Split("train", "test", np.arange(4, 404, dtype=np.int32), np.arange(0, 401, 4, dtype=np.int32))
+    gen = torch.Generator().manual_seed(0)
+    epochs = [[b.index.tolist() for b in same.batches(10, shuffle=True, generator=gen, regroup=False)]
+              for _ in range(2)]
+    assert {tuple(b) for b in epochs[0]} == {tuple(b) for b in epochs[1]}
+    assert epochs[0] != epochs[1] and sorted(i for b in epochs[0] for i in b) == list(range(100))
+
+
 def test_batches_group_similar_lengths():
     split = ragged_split()
     for shuffle in (False, True):

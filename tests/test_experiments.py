@@ -1,11 +1,14 @@
 """The experiments: their shared pieces (configs from presets with per-method changes, the
-tables), and each entry point run end to end on a tiny budget."""
+tables, the results files' header), and each entry point run end to end on a tiny budget."""
+import sys
 from pathlib import Path
 
 import pytest
 
-from experiments import collapse_table, pooling_dispersion, posterior_mean_space, ptb_table, report, trace_run
-from experiments.report import method_table, seed_table
+from experiments import (collapse_table, pooling_dispersion, posterior_mean_space, ptb_table, report, scale_nll,
+                         trace_run)
+from experiments.ptb_table import data_setting
+from experiments.report import REPO, header, method_table, seed_table
 from experiments.runs import method_config
 from models import parse_config
 
@@ -25,14 +28,24 @@ def test_method_config_layers_base_preset_lengths_then_overrides():
 
 def test_tables_show_every_seed_and_the_ratio_to_the_vae():
     def run(seed, nll, au, wall):
-        return {"seed": seed, "test": {"nll": nll, "kl": 1.0, "mi": 0.5, "au": au}, "wall_time": wall,
-                "epochs": 2, "history": []}
+        return {"seed": seed, "test": {"nll": nll, "kl": 1.0, "mi": 0.5, "mi_batch": 0.25, "au": au},
+                "wall_time": wall, "epochs": 2, "history": [], "verdict": f"verdict {seed}"}
     runs = {"vae": [run(0, 40.0, 0, 10.0), run(1, 41.0, 0, 20.0)],
             "bn": [run(0, 42.0, 8, 30.0), run(1, 43.0, 7, 20.0)]}
     table = method_table(runs)
     assert "| bn | 42.50 (0.71) |" in table and "2.00 (1.41)" in table  # wall ratios 3.0 and 1.0 per seed
     rows = seed_table(runs).splitlines()
-    assert len(rows) == 2 + 4 and "| bn | 1 | 43.00 | 1.00 | 0.50 | 7 | 2 | 20 |" in rows
+    assert len(rows) == 2 + 4 and "| bn | 1 | 43.00 | 1.00 | 0.50 | 0.25 | 7 | 2 | 20 | verdict 1 |" in rows
+    older = {"vae": [{**r, "test": {k: v for k, v in r["test"].items() if k != "mi_batch"}} for r in runs["vae"]]}
+    assert "| vae | 40.50 (0.71) | 1.00 (0.00) | 0.50 (0.00) | – |" in method_table(older)  # runs kept from before it
+
+
+def test_results_files_name_folders_relative_to_the_repository_not_this_machines(monkeypatch):
+    line = data_setting(REPO.parent / "shared" / "data" / "ptb", max_vocab=2000)  # ptb_table's default
+    assert "`../shared/data/ptb`" in line and str(REPO.parent) not in line
+    monkeypatch.setattr(sys, "argv", [str(REPO / "experiments" / "ptb_table.py"),
+                                      "--data-dir", str(REPO / "data" / "ptb"), "--workers", "2"])
+    assert "`python -m experiments.ptb_table --data-dir data/ptb --workers 2`" in header("PTB", [])
 
 
 # Every entry point behind docs/results, on a budget of seconds: a script that no longer runs
@@ -99,3 +112,11 @@ def test_trace_run_prints_a_line_per_validation_and_the_test(capsys):
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in out[:2]] == [["validation", "1"], ["validation", "2"]]
     assert out[-1].startswith("test (50 IW samples): NLL")
+
+
+@pytest.mark.e2e
+def test_scale_nll_scores_both_readings_at_every_k(results):
+    scale_nll.main(["--sentences", "200", "--epochs", "1", "--test-sentences", "10", "--samples", "2,4"])
+    table = (results / "scale_nll.md").read_text()
+    assert [line.split("|")[1:3] for line in table.splitlines() if line.startswith(("| trained", "| decoder"))] == [
+        [" trained ", " 2 "], [" trained ", " 4 "], [" decoder ", " 2 "], [" decoder ", " 4 "]]

@@ -1,18 +1,21 @@
 """The methods of issue 3, each mechanism directly, plus a contract test over every registered method."""
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 import models
-from models.config import ConfigError, parse_config
+import models.diagnostics
+from models.config import ConfigError
+from models.resolve import parse_config
 from models.data import load_corpus
 from models.loop import Loop
 from models.methods import REGISTRY, validate_methods
 from models.methods import scale as scale_module
 from models.methods.aggressive import AggressiveParams, inner_loop_done
-from models.methods.bn import FixedScaleBatchNorm
-from models.objective import kl_per_dim
+from models.nets import FixedScaleBatchNorm
+from models.kl import kl_per_dim
 from tests.helpers import tiny_config as config
 
 ADAM = {"optimizer": "adam", "lr": 0.01}
@@ -88,19 +91,35 @@ def test_inner_loop_updates_only_the_encoder(data_dir):
     assert (agg.inner_steps, agg.consumed) == (4, 3)
 
 
+EPOCH_END, MID_EPOCH = SimpleNamespace(epoch_batches=0, epoch=3), SimpleNamespace(epoch_batches=7, epoch=4)
+"""The loop as the aggressive method's MI check sees it: at an epoch's end, and inside one."""
+
+
 def test_aggressive_mode_switches_off_when_mi_stops_rising():
     agg = REGISTRY["aggressive"](AggressiveParams())
     seen = []
     for mi in [0.5, 1.0, 1.0, 0.9, 2.0]:
         metrics = {"val/mi": mi}
-        agg.after_validation(None, metrics)
+        agg.after_validation(EPOCH_END, metrics)
         seen.append(metrics["train/aggressive"])
     # An equal MI keeps it on (the reference code stops on a strict fall); then off for good.
     assert seen == [1.0, 1.0, 1.0, 1.0, 0.0] and not agg.active
     assert agg.before_step(None, None) is None  # plain joint updates from then on
     first = REGISTRY["aggressive"](AggressiveParams())
-    first.after_validation(None, {"val/mi": -0.01})  # below a fresh model's MI of 0
+    first.after_validation(EPOCH_END, {"val/mi": -0.01})  # below a fresh model's MI of 0
     assert not first.active
+
+
+@pytest.mark.parametrize("mi_check,stays_on", [("epoch", True), ("validation", False)])
+def test_aggressive_compares_mi_at_epoch_ends_as_he_et_al(mi_check, stays_on):
+    # He et al. §4.2 and text.py check once per epoch: a validation inside an epoch
+    # (eval.every_steps) whose MI fell does not end aggressive mode, unless told to check there.
+    agg = REGISTRY["aggressive"](AggressiveParams(mi_check=mi_check))
+    agg.after_validation(EPOCH_END, {"val/mi": 1.0})
+    agg.after_validation(MID_EPOCH, {"val/mi": 0.5})
+    assert agg.active is stays_on
+    agg.after_validation(EPOCH_END, {"val/mi": 0.8})  # below the last MI compared (1.0, or 0.5)
+    assert not agg.active
 
 
 def test_aggressive_needs_validation_mi(data_dir):
@@ -129,7 +148,7 @@ def test_within_f_epo_no_gradient_changes_the_spread_of_the_scaled_means():
 
 def test_scale_reports_its_factor_after_each_validation(data_dir):
     result = models.train(config(data_dir, methods={"scale": {}}))
-    factors = [h["train/scale_factor"] for h in result["history"]]
+    factors = [h["diag/scale_factor"] for h in result["history"]]
     assert len(factors) == 2 and all(f > 1 for f in factors)  # f̄ from U(±0.01): μ starts tiny
 
 
@@ -153,7 +172,12 @@ def test_scale_factors_per_batch_then_the_epoch_average(data_dir, monkeypatch):
     assert torch.allclose(sc.decoder_mean(loop, mu), mu * frozen)
     assert torch.allclose(sc.decoder_mean(loop, 3 * mu), 3 * mu * frozen)
     loop.train_on(loop.shuffled())
-    assert not torch.allclose(loop.model.latent_scale, frozen)  # the next epoch's average, recorded anew
+    # Evaluation reads the factor this epoch's decoder trained with, not the next epoch's in the making.
+    assert torch.equal(loop.model.latent_scale, frozen)
+    upcoming = sc.factor_sum / sc.count
+    loop.epoch = 3
+    sc.on_epoch_start(loop)
+    assert torch.equal(loop.model.latent_scale, upcoming) and not torch.allclose(upcoming, frozen)
 
 
 def test_scale_single_sentence_batch_uses_the_running_average(data_dir):
@@ -292,7 +316,8 @@ FAST = {"aggressive": {"window": 2, "cap": 6}, "pretrain": {"epochs": 1}}
 """Defaults, shortened where a default would make the tiny run slow."""
 EXTRA_METRICS = {"aggressive": ("train/aggressive", "train/inner_steps"),
                  "pretrain": ("train/pretrain_recon", "train/pretrain_cached"),
-                 "scale": ("train/scale_factor",)}
+                 "scale": ("diag/scale_factor", "diag/scale_mu_std", "diag/scale_signal_to_noise"),
+                 "bn": ("diag/bn_spread_min", "diag/bn_spread_median", "diag/bn_defeated")}
 
 
 def _combo(*names, **sections):
@@ -321,8 +346,42 @@ def test_every_method_trains_alone_and_combined(data_dir, sections):
     for name in names:
         for key in EXTRA_METRICS.get(name, ()):
             assert key in result["history"][0], key
+        if name in ("aggressive", "bn", "scale"):  # each says in the run's verdict whether it held
+            assert f"{name}: " in result["verdict"], result["verdict"]
     model = seen[-1].model
     if "scale" in names:
         assert not torch.equal(model.latent_scale, torch.ones(2))
     if "bn" in names:
         assert torch.equal(model.encoder.mu_transform.gamma, torch.full((2,), 0.6))
+
+
+@pytest.mark.parametrize("preset", sorted(models.PRESETS))
+def test_every_metric_describes_one_model_iw_nll_below_its_elbo(preset, data_dir):
+    # The IW estimate bounds log p(x) more tightly than the ELBO of the same model and proposal
+    # (Burda et al.): above it, the two would describe different models (Scale-VAE's did).
+    cfg = models.config.merge(models.preset_config(preset), config(data_dir, eval={"iw_samples": 40, "iw_batch": 20}))
+    test = models.train(cfg)["test"]
+    for suffix in ("", "_dec") if preset == "scale" else ("",):
+        assert test[f"nll{suffix}"] <= test[f"neg_elbo{suffix}"] + 0.02 * abs(test[f"neg_elbo{suffix}"]), suffix
+
+
+@pytest.mark.parametrize("variance,says", [(1e-9, "bn: normalisation defeated (spread < √ε in 2/2 dims)"),
+                                           (0.5, "bn: normalisation holds")])
+def test_a_bn_vae_defeated_by_its_epsilon_says_so(data_dir, variance, says):
+    # A zero spread of μ before the normalisation makes BN-VAE output β: its KL floor never binds,
+    # and the run must not read like a VAE that collapsed on its own.
+    loop = make_loop(data_dir, {"bn": {}})
+    loop.model.encoder.mu_transform.running_var.fill_(variance)
+    diag = method(loop, "bn").diagnose(loop, None, None)
+    assert diag["diag/bn_defeated"] == (1.0 if variance < 1e-5 else 0.0)
+    assert diag["diag/bn_spread_min"] == pytest.approx(variance ** 0.5)
+    assert method(loop, "bn").verdict(loop).startswith(says)
+
+
+def test_the_verdict_says_collapsed_or_active_and_free_bits_hold(data_dir):
+    loop = make_loop(data_dir, {}, kl={"free_bits": {"kind": "fb", "lam": 2.0}})
+    loop.history.append(models.diagnostics.collapse_diagnostics(loop))
+    assert 0.0 <= loop.history[-1]["diag/fb_at_hinge"] <= 1.0 and loop.history[-1]["diag/fb_sigma"] > 0
+    collapsed = models.diagnostics.verdict(loop, {"au": 0.0, "kl": 0.002, "mi": 0.0})
+    assert collapsed.startswith("collapsed: AU 0/2, KL 0.002") and "fb: " in collapsed
+    assert models.diagnostics.verdict(loop, {"au": 2.0, "kl": 3.0, "mi": 1.5}).startswith("latent active: AU 2/2")

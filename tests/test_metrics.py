@@ -55,9 +55,7 @@ class TablePosterior(nn.Module):
     def encode(self, tokens, lengths):
         return self.mu[tokens[:, 1] - 4], self.logvar[tokens[:, 1] - 4]
 
-    def posterior(self, tokens, lengths):
-        mu, logvar = self.encode(tokens, lengths)
-        return mu * self.latent_scale, logvar
+    scaled, proposal, log_prior = TextVAE.scaled, TextVAE.proposal, TextVAE.log_prior
 
     def decode_log_prob(self, tokens, lengths, z, pass_mib=None):
         return torch.zeros(z.shape[:2])  # a decoder that ignores z: only the posterior is under test
@@ -117,6 +115,8 @@ def test_evaluate_gives_what_the_separate_metrics_give_from_the_same_stream():
                              generator=stream))
     expected.update(mi=M.mutual_info(model, split, batch_size=6, device=CPU, generator=stream, samples=2),
                     au=float(M.active_units(model, split, batch_size=6, device=CPU)))
+    mu, logvar = M.posteriors(model, split, batch_size=6, device=CPU)
+    expected.update(mi_batch=M.mutual_info_per_batch(mu, logvar, 6, generator=stream))
     assert M.evaluate(model, split, cfg, batch_size=6, device=CPU, generator=gen(5)) == expected
 
 
@@ -290,8 +290,8 @@ def test_padding_never_changes_a_metric(pooling):
     padded = next(make_split([short, [6, 5, 4, 6, 5], [5, 5, 6, 4]]).batches(3, shuffle=False))
     assert padded.tokens.size(1) > alone.tokens.size(1)
     with torch.no_grad():
-        for a, b in zip(model.posterior(alone.tokens, alone.lengths),
-                        model.posterior(padded.tokens, padded.lengths)):
+        for a, b in zip(model.encode(alone.tokens, alone.lengths),
+                        model.encode(padded.tokens, padded.lengths)):
             torch.testing.assert_close(a[0], b[0])
         z = torch.randn(1, 5, 2, generator=gen())
         torch.testing.assert_close(model.decode_log_prob(alone.tokens, alone.lengths, z)[0],
@@ -327,7 +327,7 @@ def test_evaluate_restores_mode_leaves_global_rng_alone_and_is_reproducible():
     assert model.training
     assert torch.equal(torch.get_rng_state(), rng)
     assert M.evaluate(model, split, cfg, batch_size=6, device=CPU, generator=gen(5)) == first
-    assert set(first) == {"nll", "ppl", "neg_elbo", "recon", "kl", "mi", "au"}
+    assert set(first) == {"nll", "ppl", "neg_elbo", "recon", "kl", "mi", "mi_batch", "au"}
     assert first["neg_elbo"] == pytest.approx(first["recon"] + first["kl"])
     assert set(M.evaluate(model, split, cfg, batch_size=6, device=CPU, iw=False, mi=False)) == {
         "neg_elbo", "recon", "kl"}
@@ -417,3 +417,25 @@ def test_perplexity_of_a_hopeless_model_is_infinite_not_an_overflow():
     assert M._ppl(5 * math.log(7.0), split) == pytest.approx(7.0)
     assert M._ppl(5 * 1000.0, split) == math.inf  # e^1000 overflows a float
     assert math.isnan(M._ppl(math.nan, split))
+
+
+def test_per_batch_mi_is_he_et_als_estimate_bounded_by_log_batch():
+    # He et al.'s calc_mi, written out: per batch, the analytic −H[q(z|x)] minus log q(z) of one
+    # z per sentence under the batch's mixture; the sentence-weighted mean (a last batch of 2).
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(10, 3), torch.randn(10, 3) * 0.5
+    noise = gen()
+    z = [mu[n] + torch.randn((1, 3), generator=noise)[0] * (0.5 * logvar[n]).exp() for n in range(10)]
+    expected = 0.0
+    for lo, hi in ((0, 8), (8, 10)):
+        for n in range(lo, hi):
+            neg_entropy = -1.5 * math.log(2 * math.pi) - 0.5 * (1 + logvar[n]).sum().item()
+            densities = [math.exp(-0.5 * (((z[n] - mu[m]) ** 2) / logvar[m].exp() + logvar[m] + math.log(2 * math.pi))
+                                  .sum().item()) for m in range(lo, hi)]
+            expected += neg_entropy - math.log(sum(densities) / (hi - lo))
+    assert M.mutual_info_per_batch(mu, logvar, 8, generator=gen()) == pytest.approx(expected / 10, rel=1e-6)
+    # Posteriors far apart and narrow: about log(batch size), the estimator's cap, where the whole
+    # split's aggregate gives about log(N).
+    far, narrow = torch.randn(400, 3) * 30, torch.full((400, 3), -6.0)
+    assert M.mutual_info_per_batch(far, narrow, 8, generator=gen()) == pytest.approx(math.log(8), abs=0.1)
+    assert M.mutual_info_from(far, narrow, generator=gen()) == pytest.approx(math.log(400), abs=1e-3)

@@ -18,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from sweeps import cli, tracking
-from sweeps.engine.progress import TEST_PROGRESS
+from sweeps.names import TEST_PROGRESS
 from tests.helpers import REPO, Driver, epochs_logged, processes_naming, session_pids, sweep_runs, write_space
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,9 @@ import optuna
 import pytest
 import yaml
 
-from models.config import ConfigError, parse_config
+from models.config import ConfigError
+
+from models.resolve import parse_config
 from sweeps.space import METHOD, Objective, Param, Resources, SpaceError, load_space
 from sweeps.space import loader, parameters, probe, rules
 
@@ -32,6 +34,7 @@ LR = "params:\n  train.lr: {type: float, low: 0.1, high: 1.0}\n"
 MALFORMED = [
     ("params: {a: [1, 2}\n", "line 1", "expected ',' or ']'"),
     ("trials: 3\ntrials: 4\n", "line 2", "duplicate key 'trials'"),
+    ("method: vae\nfixed:\n  train: {lr: 0.5, lr: 1.0}\n", "line 3", "duplicate key 'lr'"),
     ("fixed: {[train.lr]: 0.5}\n", "line 1", "a key must be a name, got a list"),
     ("method: vae\n? {a: 1}\n: 2\n", "line 2", "a key must be a name, got a dict"),
     (b"method: vae # caf\xe9\n", "not UTF-8 text", "byte 17"),

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from models.config import parse_config
+import models
+from models.resolve import parse_config
 from sweeps import cli, engine, tracking
 from sweeps.engine import progress
 from sweeps.engine.progress import Progress, TrialRow, pareto_front
@@ -72,8 +73,11 @@ def test_trials_stopped_by_halving_reach_optuna_as_pruned(tmp_path, mlflow_serve
     experiment_id, parent = tracking.start_sweep_run(mlflow_server, "asha", {}, {}, space.path)
     ctx = engine.TrialContext(space, {"threads": 1}, mlflow_server, experiment_id, parent)
     # One trial at a time with a seeded sampler: halving's decisions are reproducible.
-    rows = engine.fit(ctx, "asha", str(tmp_path / "results"), trials=6, max_concurrent=1, cpus=1, gpus=0,
-                      epochs=4, seed=0, asha=engine.Asha(grace_period=1, reduction_factor=2))
+    def fit():
+        return engine.SweepFit(ctx, "asha", str(tmp_path / "results"), trials=6, max_concurrent=1, cpus=1, gpus=0,
+                               epochs=4, seed=0, asha=engine.Asha(grace_period=1, reduction_factor=2))
+
+    rows = fit().run()
     study = engine.load_study(str(tmp_path / "results" / "asha"))
     by_lr = {t.params["train.lr"]: t for t in study.trials}
     assert len(by_lr) == len(rows) == 6
@@ -86,6 +90,8 @@ def test_trials_stopped_by_halving_reach_optuna_as_pruned(tmp_path, mlflow_serve
             assert told.state == optuna.trial.TrialState.COMPLETE and row.epoch == 4
             assert told.values == [row.metrics["test/nll"], row.metrics["test/au"]]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.best_trials)
+    # Resumed with nothing left to run, its pruned trials are still pruned, not trials to resume.
+    assert {(r.trial_id, r.outcome) for r in fit().run(restore=True)} == {(r.trial_id, r.outcome) for r in rows}
 
 
 @pytest.mark.e2e
@@ -104,6 +110,8 @@ def test_diverging_trials_fail_with_reason_and_val_objectives_reach_optuna_with_
     client = MlflowClient(mlflow_server)
     parent, children = sweep_runs(client, "fails")
     assert parent.info.status == "FINISHED" and len(children) == 3
+    arithmetic = models.arithmetic({})  # the trials' config leaves model.kernels and device at auto
+    assert all(r.data.params["arithmetic"] == r.data.tags["arithmetic.attempts"] == arithmetic for r in children)
     expected, diverged = {}, []
     for run in children:
         trial = run.data.tags[tracking.TRIAL_TAG]
@@ -174,7 +182,7 @@ def test_a_settled_trial_reports_its_test_metrics_and_last_validation_again(tmp_
     run.start()
     # The last validation, not the best.
     run.log_epochs({1: {"val/neg_elbo": 5.0, "val/au": 1.0}, 2: {"val/neg_elbo": 6.0, "val/au": 2.0}})
-    run.log_final(2, {"test/nll": 3.0, "wall_time": 1.0})
+    run.log_final(2, {"test/nll": 3.0, "wall_time": 1.0}, "collapsed: AU 0/2, KL 0.01, MI 0.00")
     assert tracking.TrialRun(mlflow_server, run.run_id).final_metrics == {}  # not ended yet
     run.finish("completed")
     again = tracking.TrialRun.find_or_create(mlflow_server, experiment_id, parent, "t0")

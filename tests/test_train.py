@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import models
-from models.loop import Loop, step
+from models.loop import Loop, optimizer_step
 from models.nets import Dropout, padding_mask
-from models.config import parse_config
+from models.resolve import parse_config
 from tests.helpers import tiny_config
 
-TEST_KEYS = {"nll", "ppl", "neg_elbo", "recon", "kl", "mi", "au"}
+TEST_KEYS = {"nll", "ppl", "neg_elbo", "recon", "kl", "mi", "mi_batch", "au"}
 
 
 def test_train_returns_test_metrics_and_history(tmp_path):
@@ -37,7 +37,7 @@ def test_training_reduces_loss(tmp_path):
 def test_on_epoch_can_stop_training(tmp_path):
     seen = []
     result = models.train(tiny_config(tmp_path, train={"max_epochs": 5}),
-                          on_epoch=lambda report: seen.append(report.epoch) or report.epoch == 2)
+                          on_epoch=lambda report: seen.append(report.validation) or report.validation == 2)
     assert seen == [1, 2] and result["epochs"] == 2 and result["stopped_early"]
 
 
@@ -48,9 +48,9 @@ def test_resume_equals_uninterrupted(tmp_path, preset):
     ckpt = tmp_path / "epoch1.pt"
 
     def save_first(report):
-        if report.epoch == 1:
+        if report.validation == 1:
             report.save_checkpoint(str(ckpt))
-        return report.epoch == 1
+        return report.validation == 1
 
     models.train(cfg, on_epoch=save_first)
     resumed = models.train(cfg, resume_from=str(ckpt))
@@ -161,13 +161,13 @@ def test_one_length_batches_skip_packing_with_the_loss_bit_for_bit(tmp_path, poo
 @pytest.mark.parametrize("make", [lambda ps: torch.optim.SGD(ps, lr=0.7),
                                   lambda ps: torch.optim.SGD(ps, lr=0.7, momentum=0.9),
                                   lambda ps: torch.optim.Adam(ps, lr=0.1)])
-def test_step_is_the_optimizers_step_bit_for_bit(make):
+def test_optimizer_step_is_the_optimizers_step_bit_for_bit(make):
     # Plain SGD takes the one-update shortcut; anything else is the optimizer's own step.
     gens = torch.Generator().manual_seed(0)
     start = [torch.randn(shape, generator=gens) for shape in ((5, 3), (7,), (2, 2))]
     grads = [torch.randn_like(t) for t in start]
     stepped = []
-    for update in (lambda opt: opt.step(), step):
+    for update in (lambda opt: opt.step(), optimizer_step):
         params = [torch.nn.Parameter(t.clone()) for t in start]
         for p, g in zip(params, grads):
             p.grad = g.clone()
@@ -179,7 +179,7 @@ def test_step_is_the_optimizers_step_bit_for_bit(make):
     for ours, theirs in zip(*stepped):
         assert torch.equal(ours, theirs)
     assert not torch.equal(stepped[0][0], start[0]) and torch.equal(stepped[0][2], start[2])
-    step(make([torch.nn.Parameter(torch.zeros(2))]))  # a group without gradients: nothing to do
+    optimizer_step(make([torch.nn.Parameter(torch.zeros(2))]))  # a group without gradients: nothing to do
 
 
 @pytest.mark.parametrize("p", [0.25, 0.5])

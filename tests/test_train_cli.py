@@ -5,6 +5,7 @@ import sys
 import pytest
 import yaml
 
+import models
 from models import EvaluationProgress
 from sweeps.cli.train import evaluation_printer
 from tests.helpers import sweeps_cli, tiny_config
@@ -25,9 +26,12 @@ def test_train_command_writes_metrics_and_rerunnable_config(tmp_path):
     proc = sweeps_cli("train", "--method", "fb", *tiny_sets(tmp_path), "--set", "kl.free_bits.lam=3",
                    "--epochs", "2", "--seed", "3", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("epoch ") >= 2
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"arithmetic: {models.arithmetic({})}"  # which arithmetic, before anything else
+    assert proc.stdout.count("epoch ") >= 2 and "  fb_at_hinge " in proc.stdout  # the method's diagnostics
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["test"]) == {"nll", "ppl", "neg_elbo", "recon", "kl", "mi", "au"}
+    assert lines[-2] == f"verdict: {metrics['verdict']}" and "fb: " in metrics["verdict"]
+    assert set(metrics["test"]) == {"nll", "ppl", "neg_elbo", "recon", "kl", "mi", "mi_batch", "au"}
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["kl"]["free_bits"] == {"kind": "fb", "lam": 3.0}
     assert config["seed"] == 3 and config["train"]["max_epochs"] == 2

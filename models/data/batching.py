@@ -81,18 +81,20 @@ class Split:
     def unk_rate(self, unk_id: int) -> float:
         return float(np.mean(self.ids == unk_id)) if len(self.ids) else 0.0
 
-    def batches(self, batch_size: int, shuffle: bool,
-                generator: torch.Generator | None = None) -> Iterator[Batch]:
+    def batches(self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
+                regroup: bool = True) -> Iterator[Batch]:
         """Every sentence exactly once, in batches of similar length.
 
         Sentences are sorted by length and chunked (so little padding), as in He et al.'s code.
-        With `shuffle`, ties in length are first broken by a random permutation, so equal-length
-        batches differ between epochs, and the batch order is shuffled; both draw from
-        `generator`, so a pass is deterministic given its state."""
+        With `shuffle`, the batch order is shuffled, and with `regroup` too, ties in length are
+        first broken by a random permutation, so equal-length batches differ between epochs;
+        without it the batches are the same every pass (ties in the split's order), as He et
+        al.'s code builds them once (text_data.py). Both draw from `generator`, so a pass is
+        deterministic given its state."""
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         n = self.num_sentences
-        if shuffle:
+        if shuffle and regroup:
             perm = torch.randperm(n, generator=generator).numpy()
             order = perm[np.argsort(self.lengths[perm], kind="stable")]
         else:

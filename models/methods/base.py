@@ -4,16 +4,17 @@ A method is a small unit that changes the training procedure or the
 architecture (He et al.'s aggressive training, Scale-VAE, BN-VAE, encoder
 pretraining). It is switched on by naming it under `methods:` in the config,
 with its own parameters dataclass, and composes with the loss-only settings
-(`kl:` annealing, free bits, β) and with other methods.
+(`kl:` annealing, free bits, β) and with other methods. A method's module imports torch only
+inside the hooks that train: validating its parameters (models/resolve.py) stays light.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
+if TYPE_CHECKING:  # annotations only: validating a config imports no torch
+    import torch
 
-if TYPE_CHECKING:
     from models.loop import Loop
 
 
@@ -56,6 +57,15 @@ class Method:
     def after_validation(self, loop: "Loop", metrics: dict[str, float]) -> None:
         """Called after each validation (once per epoch, or every `eval.every_steps` updates) with
         the interval's train and the validation metrics; may add its own entries."""
+
+    def diagnose(self, loop: "Loop", mu: "torch.Tensor", logvar: "torch.Tensor") -> dict[str, float]:
+        """At each validation, given its posteriors μ, log σ² (N, D): the `diag/...` metrics of what
+        this method's hold on the latent rests on (models/diagnostics.py)."""
+        return {}
+
+    def verdict(self, loop: "Loop") -> str | None:
+        """At the end of training: a short note on whether this method held, for the run's verdict."""
+        return None
 
     def state_dict(self) -> dict:
         return {}

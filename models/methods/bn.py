@@ -12,10 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from models.config import ConfigError
 from models.methods import register
 from models.methods.base import Method
@@ -31,34 +27,30 @@ class BNParams:
             raise ConfigError(f"methods.bn.gamma: must be non-negative, got {self.gamma}")
 
 
-class FixedScaleBatchNorm(nn.Module):
-    """Batch normalisation of μ (B, D) with a constant scale γ (a buffer) and a learnable shift β.
-
-    Training uses the minibatch statistics and updates running ones, which evaluation
-    uses (as nn.BatchNorm1d). A training batch of one sentence has no spread, so it is
-    normalised with the running statistics instead of failing.
-    """
-
-    def __init__(self, dim: int, gamma: float, momentum: float = 0.1, eps: float = 1e-5):
-        super().__init__()
-        self.momentum, self.eps = momentum, eps
-        self.register_buffer("gamma", torch.full((dim,), float(gamma)))
-        self.beta = nn.Parameter(torch.zeros(dim))
-        self.register_buffer("running_mean", torch.zeros(dim))
-        self.register_buffer("running_var", torch.ones(dim))
-
-    def forward(self, mu: torch.Tensor) -> torch.Tensor:
-        return F.batch_norm(mu, self.running_mean, self.running_var, weight=self.gamma, bias=self.beta,
-                            training=self.training and mu.size(0) > 1, momentum=self.momentum, eps=self.eps)
-
-
 @register
 class BatchNormVAE(Method):
     name = "bn"
     Params = BNParams
 
-    def on_build(self, model: torch.nn.Module) -> None:
+    def on_build(self, model) -> None:
+        from models.nets import FixedScaleBatchNorm
         for module in model.encoder.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()  # PyTorch's default initialisation
         model.encoder.mu_transform = FixedScaleBatchNorm(model.latent_dim, self.params.gamma)
+
+    def diagnose(self, loop, mu, logvar) -> dict[str, float]:
+        # Song et al.'s floor (E[μ̂²] = γ² + β²) holds while the batches' variance of μ is well above
+        # BatchNorm's ε; below it the layer divides a spread by √ε and outputs ≈ β.
+        layer = loop.model.encoder.mu_transform
+        spread = layer.running_var.sqrt()
+        return {"diag/bn_spread_min": spread.min().item(), "diag/bn_spread_median": spread.median().item(),
+                "diag/bn_defeated": (layer.running_var < layer.eps).float().mean().item()}
+
+    def verdict(self, loop) -> str:
+        layer = loop.model.encoder.mu_transform
+        defeated, dims = int((layer.running_var < layer.eps).sum()), layer.running_var.numel()
+        if defeated:
+            return f"bn: normalisation defeated (spread < √ε in {defeated}/{dims} dims)"
+        return f"bn: normalisation holds (smallest spread {layer.running_var.min().sqrt().item():.3g}, √ε " \
+               f"{layer.eps ** 0.5:.3g})"

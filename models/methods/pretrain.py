@@ -20,12 +20,9 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 from models.config import ConfigError
 from models.methods import register
 from models.methods.base import Method
-from models.nets import init_uniform
 
 FORMAT_VERSION = 1
 """Bump when pretraining changes, so stale cached encoders are not reused."""
@@ -58,6 +55,7 @@ def cache_key(loop, params: PretrainParams) -> str:
 
 
 def _save_atomic(obj, path: Path) -> None:
+    import torch
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -77,6 +75,9 @@ class Pretrain(Method):
         self.cached = False
 
     def before_training(self, loop) -> None:
+        import torch
+
+        from models.nets import init_uniform
         path = Path(loop.cfg.data.cache_dir) / "pretrain" / f"{cache_key(loop, self.params)}.pt"
         if path.exists():
             saved = torch.load(path, map_location=loop.device, weights_only=False)

@@ -3,19 +3,22 @@
 The decoder samples z from N(f·μ, σ²) with a per-dimension factor
 f_d = des_std / Std[μ_d]; the KL term keeps the original posterior (the loop
 computes it from μ). During the first `f_epo` epochs each minibatch uses its own
-factor; afterwards an epoch uses the average factor of the previous epoch. That
-average is kept in `model.latent_scale`, which evaluation (MI under the scaled
-posterior, Song footnote 1) and generation (z ~ N(0, I) multiplied by f) read.
+factor; afterwards an epoch uses the average factor of the previous epoch.
+`model.latent_scale` holds the factor the decoder trains with (within f_epo, the epoch's average
+of the batch factors so far), which evaluation (models/nets.py: TextVAE says which generative
+model the metrics describe) and generation (z ~ N(0, I) multiplied by f) read.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from models.config import ConfigError
 from models.methods import register
 from models.methods.base import Method
+
+if TYPE_CHECKING:
+    import torch
 
 STD_FLOOR = 1e-6
 """Smallest Std[μ_d] divided by: a dimension whose means are all equal would give f = ∞."""
@@ -63,8 +66,16 @@ class Scale(Method):
         self.previous: torch.Tensor | None = None  # (D,) f̄ of the previous epoch
 
     def on_epoch_start(self, loop) -> None:
-        self.previous = loop.model.latent_scale.clone()
+        # Alg. 1 line 17: the finished epoch's average factor, which the epochs after f_epo use.
+        if self.count:
+            self.previous = self.factor_sum / self.count
+        elif self.previous is None:
+            self.previous = loop.model.latent_scale.clone()
         self.factor_sum, self.count = None, 0
+        if loop.epoch > self.params.f_epo:
+            # The factor this epoch's decoder trains with, which evaluation and generation use
+            # (models/nets.py, TextVAE): not the next epoch's average in the making.
+            loop.model.latent_scale.copy_(self.previous)
 
     def decoder_mean(self, loop, mu: torch.Tensor) -> torch.Tensor:
         """The scaled mean f·μ: mu (B, D) → (B, D)."""
@@ -75,18 +86,29 @@ class Scale(Method):
             recorded = factor.detach()
             self.factor_sum = recorded if self.factor_sum is None else self.factor_sum + recorded
             self.count += 1
-            # Kept current after each batch so that this epoch's validation already sees
-            # this epoch's average, the factor the next epoch trains with.
+        if loop.epoch > self.params.f_epo:
+            return mu * self.previous
+        if factor is not None:
+            # Within f_epo the decoder sees each batch's own factor: evaluation reads the average
+            # of those it has seen this epoch.
             scale.copy_(self.factor_sum / self.count)
-        if loop.epoch <= self.params.f_epo:
-            # A single sentence has no spread: it takes the epoch's average so far.
-            return mu * (factor if factor is not None else scale.clone())
-        return mu * self.previous
+            return mu * factor
+        return mu * scale.clone()  # a single sentence has no spread: the epoch's average so far
 
-    def after_validation(self, loop, metrics: dict[str, float]) -> None:
-        # The median f̄ over dimensions: O(1) once Std[μ] has settled; it grows without bound
-        # when μ shrinks for free.
-        metrics["train/scale_factor"] = loop.model.latent_scale.median().item()
+    def diagnose(self, loop, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float]:
+        # Medians over dimensions: f̄ is O(1) once Std[μ] has settled and grows without bound when
+        # μ shrinks for free; the decoder's signal f·Std[μ] (des_std while f tracks μ) against its
+        # noise σ says whether what it reads of x is more than noise.
+        f = loop.model.latent_scale
+        signal = f * mu.std(0, correction=0)
+        return {"diag/scale_factor": f.median().item(), "diag/scale_mu_std": mu.std(0, correction=0).median().item(),
+                "diag/scale_signal_to_noise": (signal / (0.5 * logvar).exp().mean(0)).median().item()}
+
+    def verdict(self, loop) -> str:
+        last = loop.history[-1] if loop.history else {}
+        return (f"scale: median f̄ {last.get('diag/scale_factor', float('nan')):.3g}, Std[μ] "
+                f"{last.get('diag/scale_mu_std', float('nan')):.3g}, the decoder's signal/noise "
+                f"{last.get('diag/scale_signal_to_noise', float('nan')):.2g}")
 
     # A run can be checkpointed mid-epoch (eval.every_steps): the epoch's sums go with it.
     def state_dict(self) -> dict:

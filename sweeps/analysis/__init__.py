@@ -8,9 +8,10 @@ importances, slices, curves), `report` (the papers' tables with the published nu
 They read sweeps only through the tracking read side (`tracking.Store`), so they work
 against any tracking server, not just where Tune's state lives. Imports pyarrow, NumPy,
 matplotlib, PyYAML and Optuna's importance evaluators (on in-memory studies, never its
-samplers); of sweeps `space`, `tracking` (its read side) and `errors`. Never Ray, and
+samplers); of sweeps `space`, `tracking` (its read side), `names` and `errors`. Never Ray, and
 MLflow only through `tracking`.
 """
 from sweeps.analysis import confirm, export, overview, pareto, report, sensitivity, trial_table
+from sweeps.analysis.trial_table import format_value
 
-__all__ = ["confirm", "export", "overview", "pareto", "report", "sensitivity", "trial_table"]
+__all__ = ["confirm", "export", "format_value", "overview", "pareto", "report", "sensitivity", "trial_table"]

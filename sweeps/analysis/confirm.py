@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.config import parse_config, to_dict
+from models.config import to_dict
+
+from models.resolve import parse_config
 from sweeps.analysis import trial_table
-from sweeps.space import TEST_METRICS
+from sweeps.names import TEST_METRICS
 from sweeps.tracking import Store, flatten
 
 UNSWEPT = ("seed", "train.max_epochs")

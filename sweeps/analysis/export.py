@@ -33,7 +33,7 @@ import models
 from sweeps.analysis import trial_table
 from sweeps.analysis.pareto import front, metric_spec
 from sweeps.errors import UserError, redact
-from sweeps.space import TEST_METRICS
+from sweeps.names import TEST_METRICS
 from sweeps.tracking import CONFIG_ARTIFACT, Store
 
 KNEE_AXES = (("test/nll", "min"), ("test/au", "max"))

@@ -15,15 +15,14 @@ import pyarrow as pa
 
 from sweeps.analysis import trial_table
 from sweeps.errors import UserError
-
-MAXIMISED = ("au", "mi")
-"""Metrics better when larger; every other metric is minimised unless METRIC:max is given."""
+from sweeps.names import MAXIMISED, TEST
 
 
 def metric_spec(text: str) -> tuple[str, str]:
-    """`au` -> (`test/au`, `max`); `val/kl:max` -> (`val/kl`, `max`)."""
+    """`au` -> (`test/au`, `max`); `val/kl:max` -> (`val/kl`, `max`). Without a mode, a
+    metric of MAXIMISED is maximised and every other minimised."""
     name, _, mode = text.partition(":")
-    name = name if "/" in name else f"test/{name}"
+    name = name if "/" in name else TEST + name
     mode = mode or ("max" if name.split("/", 1)[1] in MAXIMISED else "min")
     if mode not in ("min", "max"):
         raise UserError(f"{text!r}: the mode after ':' must be min or max")

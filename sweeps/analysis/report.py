@@ -5,7 +5,8 @@ Table 1: a method's trials are grouped by configuration (every config value but 
 its best configuration (lowest mean test NLL) is its row, with mean (std) over that
 configuration's seeds (a `confirm` sweep gives five). Under each row, the published
 numbers of the same method, dataset and setting (published.yaml beside this file). Time is relative
-to the `vae` row (He et al. Table 3), else to the fastest row. The Pareto plot follows.
+to the `vae` row (He et al. Table 3), else to the fastest row. Under the table, each row's trials'
+verdicts (models' one line on whether the latent is active and why). The Pareto plot follows.
 """
 from __future__ import annotations
 
@@ -112,4 +113,7 @@ def dataset_table(dataset: str, rows: list[dict], published: list[dict]) -> list
             cells = [f"↳ *{entry['source']}*", entry["label"], "",
                      *(_published_cell(entry.get(c)) for c in COLUMNS), "-"]
             lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Verdicts of each row's trials (whether the latent is active, and why):", ""]
+    lines += [f"- **{method}** (seed {_short(t.get(trial_table.CONFIG + 'seed'))}): {t.get('verdict') or '-'}"
+              for method, trials in chosen for t in trials]
     return lines

@@ -18,6 +18,12 @@ Schema (stable; columns in this order, then the config columns sorted by name):
                        double   validation metrics of the last epoch trained
     test_time          double   seconds of the test evaluation (null unless completed, and for
                                 trials logged before it was recorded)
+    arithmetic         string   which arithmetic the trial ran with (models/kernels/: the C
+                                kernels and their build, or torch's path; torch's CPU instruction
+                                set or GPU); null for trials logged before it was recorded
+    verdict            string   a completed trial's one line on whether its latent is active and
+                                why (models/diagnostics.py: "collapsed: AU 0/32, ...; bn:
+                                normalisation defeated ..."); null otherwise
     config.<key>       int64 | double | bool | string
                                 every flattened config value (`config.kl.free_bits.lam`,
                                 `config.seed`); typed by its values across the table, null
@@ -37,15 +43,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sweeps.errors import UserError
-from sweeps.space import METHOD, TEST_METRICS, VAL_METRICS
-from sweeps.tracking import OUTCOME_STATUS, Store, Sweep, TrialRecord
+from sweeps.names import COMPLETED, RUNNING, TEST_METRICS, VAL_METRICS, VAL_NEG_ELBO
+from sweeps.space import METHOD
+from sweeps.tracking import ARITHMETIC, OUTCOME_STATUS, VERDICT, Store, Sweep, TrialRecord
 
 CONFIG = "config."
-BEST_VAL = "val/neg_elbo_best"
+BEST_VAL = VAL_NEG_ELBO + "_best"
 SCHEMA = pa.schema([("sweep", pa.string()), ("trial_id", pa.string()), ("run_id", pa.string()),
                     ("status", pa.string()), ("method", pa.string()), ("dataset", pa.string()),
                     ("epochs", pa.int64()), ("wall_time", pa.float64()), (BEST_VAL, pa.float64())]
-                   + [(m, pa.float64()) for m in TEST_METRICS + VAL_METRICS + ("test_time",)])
+                   + [(m, pa.float64()) for m in TEST_METRICS + VAL_METRICS + ("test_time",)]
+                   + [(ARITHMETIC, pa.string()), (VERDICT, pa.string())])
 """The fixed leading columns; config.* columns follow."""
 _OUTCOME = {status: outcome for outcome, status in OUTCOME_STATUS.items()}
 
@@ -70,7 +78,7 @@ def save(table: pa.Table, path: str) -> None:
 def completed(table: pa.Table, metrics: Sequence[str] = ()) -> pa.Table:
     """Completed trials that logged METRICS; UserError if there are none, or a metric was
     never logged by any trial."""
-    done = table.filter(pc.equal(table["status"], "completed"))
+    done = table.filter(pc.equal(table["status"], COMPLETED))
     if done.num_rows == 0:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(Counter(table["status"].to_pylist()).items()))
         sweeps = ", ".join(sorted(set(table["sweep"].to_pylist())))
@@ -86,17 +94,18 @@ def completed(table: pa.Table, metrics: Sequence[str] = ()) -> pa.Table:
 
 
 def _row(store: Store, sweep: Sweep, trial: TrialRecord) -> dict:
-    config = {k: _value(v) for k, v in trial.params.items() if k != METHOD}
-    val_history = store.history(trial.run_id, "val/neg_elbo")
+    config = {k: _value(v) for k, v in trial.params.items() if k not in (METHOD, ARITHMETIC)}
+    val_history = store.history(trial.run_id, VAL_NEG_ELBO)
     wall = trial.metrics.get("wall_time")
     if wall is None and trial.start_ms and trial.end_ms:
         wall = (trial.end_ms - trial.start_ms) / 1000.0
     return {"sweep": sweep.name, "trial_id": trial.trial_id, "run_id": trial.run_id,
-            "status": _OUTCOME.get(trial.mlflow_status, "running"),
+            "status": _OUTCOME.get(trial.mlflow_status, RUNNING),
             "method": trial.params.get(METHOD, "unknown"), "dataset": _dataset(config),
             "epochs": max((step for step, _ in val_history), default=0), "wall_time": wall,
             BEST_VAL: min((value for _, value in val_history), default=None),
             **{m: trial.metrics.get(m) for m in TEST_METRICS + VAL_METRICS + ("test_time",)},
+            ARITHMETIC: trial.params.get(ARITHMETIC), VERDICT: trial.verdict,
             **{CONFIG + k: v for k, v in config.items()}}
 
 
@@ -134,7 +143,7 @@ def _typed(values: list) -> pa.Array:
 def format_rows(table: pa.Table, columns: Sequence[str], title: str | None = None) -> str:
     """A plain-text table of the given columns (floats to 4 significant digits)."""
     columns = [c for c in columns if c in table.column_names]
-    cells = [[_cell(v) for v in table[c].to_pylist()] for c in columns]
+    cells = [[format_value(v) for v in table[c].to_pylist()] for c in columns]
     widths = [max([len(c)] + [len(v) for v in col]) for c, col in zip(columns, cells)]
     lines = [title] if title else []
     lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
@@ -142,7 +151,8 @@ def format_rows(table: pa.Table, columns: Sequence[str], title: str | None = Non
     return "\n".join(lines)
 
 
-def _cell(value) -> str:
+def format_value(value) -> str:
+    """A value as tables and summaries show it: floats to 4 significant digits, None as -."""
     if isinstance(value, float):
         return f"{value:.4g}"
     return "-" if value is None else str(value)

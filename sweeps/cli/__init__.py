@@ -2,8 +2,8 @@
 
 One module per command (`commands.COMMANDS` maps the names), each with `HELP`,
 `add_arguments(parser)` and `main(args)`: it parses its options, calls the layers below
-and prints. `options` holds the options several commands share; `sweep`, a sweep on disk
-and running it (run, resume, confirm, submit). A new command is a module here and a line
+and prints. `options` holds the options several commands share; running a sweep is the
+engine's (engine.driver), its folder and record `record`'s. A new command is a module here and a line
 in COMMANDS; what it computes belongs to the subpackage that owns it. May import every
 subpackage and `models`; imports no Ray, Optuna, MLflow or pyarrow itself, and `engine`
 (which imports Ray, seconds) only once the input is valid.

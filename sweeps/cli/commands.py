@@ -1,8 +1,9 @@
 """`python -m sweeps COMMAND ...`: one module per command.
 
 Each command module defines `HELP`, `add_arguments(parser)` and `main(args) -> int`.
-Expected failures (bad config, unknown sweep, unusable model file) are raised as `UserError` and
-printed as one clear line with exit status 2, never a traceback.
+Expected failures (bad config, unknown sweep, unusable model file) are raised as `UserError`, or
+as the error of the part that found them (ConfigError, SpaceError, DataError, ModelFileError),
+and printed as one clear line with exit status 2, never a traceback.
 """
 from __future__ import annotations
 
@@ -49,9 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from models import ConfigError, ModelFileError
     from models.data import DataError
+    from sweeps.space import SpaceError
     try:
         return args._main(args) or 0
-    except (UserError, ConfigError, DataError, ModelFileError) as err:
+    except (UserError, ConfigError, SpaceError, DataError, ModelFileError) as err:
         print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

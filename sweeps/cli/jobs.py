@@ -16,9 +16,10 @@ from pathlib import Path
 from sweeps import tracking
 from sweeps.cli import run
 from sweeps.cli.options import overrides_from_args
-from sweeps.cli.sweep import STORAGE_ENV, load, sweep_name
 from sweeps.cluster import REPO_ROOT, Jobs, secret_path
 from sweeps.errors import UserError
+from sweeps.record import STORAGE_ENV
+from sweeps.space import load_space
 
 HELP = "Ray Jobs on a cluster: submit a sweep, or show the status or logs of a job, or stop it"
 CREDENTIALS_FILE = "mlflow-credentials.json"
@@ -61,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def submit(args: argparse.Namespace) -> int:
-    run.refuse_searched(load(args.space), overrides_from_args(args))  # refused here, not in the job's logs
+    run.refuse_searched(load_space(args.space), overrides_from_args(args))  # refused here, not in the job's logs
     space = Path(args.space).resolve()
     if not space.is_relative_to(REPO_ROOT):
         raise UserError(f"{args.space}: the space file must be inside {REPO_ROOT}, which the job ships")
@@ -79,7 +80,7 @@ def submit(args: argparse.Namespace) -> int:
         if credentials:
             secrets[CREDENTIALS_FILE] = tracking.credentials_file_text(credentials)
             env[tracking.CREDENTIALS_FILE_ENV] = secret_path(CREDENTIALS_FILE)
-    name = sweep_name(args.space, args.name)
+    name = run.sweep_name(args.space, args.name)
     jobs = Jobs(args.address)
     submission_id, earlier = jobs.next_job(name)
     if earlier:

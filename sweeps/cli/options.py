@@ -12,7 +12,8 @@ import yaml
 import models
 from models.config import ConfigError
 from sweeps.errors import UserError
-from sweeps.tracking import open_store
+from sweeps.space import YamlError, read_yaml
+from sweeps.tracking import check_uri, open_store, use_credentials
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -22,12 +23,21 @@ def add_tracking_option(parser: argparse.ArgumentParser) -> None:
                                                "else a local server over ./mlflow.db)")
 
 
+def checked_uri(uri: str) -> str:
+    """A tracking server's URI as given: checked, with its user's credentials applied."""
+    try:
+        return use_credentials(check_uri(uri))
+    except ValueError as err:
+        raise UserError(str(err)) from err
+
+
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="fix a dotted config key, e.g. --set kl.free_bits.lam=5 (value parsed as YAML)")
     parser.add_argument("--dataset", help="'synthetic' or a prefix P reading P.train.txt, P.valid.txt, P.test.txt")
     parser.add_argument("--profile", help="the papers' sizes for a corpus: auto (default: by the corpus's "
-                                          "name), none, synthetic, ptb, yahoo, yelp (models/profiles.py)")
+                                          "name), none, synthetic, synthetic-he, synthetic-song, ptb, yahoo, yelp "
+                                          "(models/profiles.py)")
     parser.add_argument("--epochs", type=int, help="cap on training epochs (train.max_epochs)")
     parser.add_argument("--seed", type=int, help="random seed")
 
@@ -63,13 +73,11 @@ def option_for(key: str) -> str:
 
 
 def read_config_file(path: str) -> dict:
+    """A config file (train --config, confirm), read as search spaces are: a repeated key is refused."""
     try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        data = read_yaml(path) or {}
+    except YamlError as err:
+        raise ConfigError(str(err)) from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config sections")
     return data

@@ -2,25 +2,25 @@
 
 Checks everything the user gave (the space; --set values, none on a searched key;
 options; a trial's CPUs and GPUs against this machine; the corpus) before starting
-anything; then, holding the sweep's folder ./sweep_results/NAME against any other driver
-(sweep.claim), the MLflow server (unless --tracking-uri), the sweep's parent run, a local
-Ray, and the Tune experiment in that folder, where `sweep.json` records what `resume`
-needs. Ray and Optuna are imported only once input is valid.
+anything, and records it (record.SweepRecord); the engine's driver then runs the sweep in
+its folder ./sweep_results/NAME, where `sweep.json` keeps what `resume` needs. Ray and
+Optuna are imported only once input is valid.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import re
 import sys
+import time
+from pathlib import Path
 
-from models.config import parse_config
+from models.resolve import parse_config
 from sweeps import tracking
-from sweeps.cli import resume
-from sweeps.cli.options import add_config_options, add_tracking_option, option_for, overrides_from_args
-from sweeps.cli.sweep import RECORD_FILE, claim, execute, load, refuse_existing, results_dir, sweep_name
+from sweeps.cli.options import add_config_options, add_tracking_option, checked_uri, option_for, overrides_from_args
 from sweeps.errors import UserError, redact
-from sweeps.space import SearchSpace, SpaceError
+from sweeps.record import SweepRecord, refuse_existing, results_dir
+from sweeps.space import SearchSpace, load_space
 
 DATA_SOURCES = ("data.name", "data.train", "data.valid", "data.test")
 """The config keys that choose a trial's corpus files."""
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    space = load(args.space)
+    space = load_space(args.space)
     overrides = overrides_from_args(args)
     refuse_searched(space, overrides)
     trials = _positive(args.trials, space.trials, "--trials", int)
@@ -54,42 +54,32 @@ def main(args: argparse.Namespace) -> int:
     _refuse_infeasible(space, args, cpus, gpus)
     if "threads" not in space.searched() and "threads" not in space.fixed:  # the space's own choice wins
         overrides.setdefault("threads", max(1, int(cpus)))  # torch threads = the trial's CPUs
-    from sweeps.engine import sample_config
-    try:
-        probe = sample_config(space, overrides)  # a bad --set fails here, before any resource starts
-    except SpaceError as err:
-        raise UserError(str(err)) from err
+    from sweeps import engine
+    probe = engine.sample_config(space, overrides)  # a bad --set fails here, before any resource starts
     name = sweep_name(args.space, args.name)
     if not args.resume_if_exists:
         refuse_existing(name)
-    results = results_dir(name)
     uri = _explicit_uri(args.tracking_uri)
     probe_config = parse_config(probe)
     if not set(DATA_SOURCES) & set(space.searched()):  # else each trial reads its own, failing alone
         from models.data import load_corpus  # torch, seconds: once the input is valid
         load_corpus(probe_config.data)  # tokenised once, into the cache the trials read
-    record = {"name": name, "space_file": os.path.abspath(args.space), "overrides": overrides,
-              "trials": trials, "max_concurrent": max_concurrent, "cpus": cpus, "gpus": gpus,
-              # As trials resolve it: --epochs, the space's, else the corpus profile's default.
-              "epochs": probe_config.train.max_epochs,
-              "seed": int(overrides.get("seed", 0)), "tracking_uri": uri, "mlflow_root": os.getcwd(),
-              "results": str(results), "command": redact(" ".join(["python -m sweeps", *sys.argv[1:]]))}
-    with claim(name):
-        # Decided again here, now that no other driver can be starting it.
-        if args.resume_if_exists and (results / RECORD_FILE).exists():
-            from sweeps.engine import can_resume
-            if can_resume(str(results)):
-                print(f"sweep {name!r} exists in {results}: resuming it with the settings it started with",
-                      flush=True)
-                return resume.resume_claimed(name, args.tracking_uri)
-            # Stopped before Tune saved a trial (a job stopped as it started): there is nothing
-            # to resume, and refusing would fail every later submit of this name.
-            print(f"sweep {name!r} in {results} was stopped before Tune saved a trial: starting it again",
-                  flush=True)
-            record["replaces_run_id"] = json.loads((results / RECORD_FILE).read_text()).get("parent_run_id")
-            (results / RECORD_FILE).unlink()
-        refuse_existing(name)
-        return execute(record, space, restore=False)
+    record = SweepRecord(name=name, space_file=os.path.abspath(args.space), overrides=overrides, trials=trials,
+                         max_concurrent=max_concurrent, cpus=cpus, gpus=gpus, epochs=probe_config.train.max_epochs,
+                         seed=int(overrides.get("seed", 0)), tracking_uri=uri, mlflow_root=os.getcwd(),
+                         results=str(results_dir(name)),
+                         command=redact(" ".join(["python -m sweeps", *sys.argv[1:]])))
+    # A sweep that --resume-if-exists resumes uses the server given here, if any, as `resume --tracking-uri`.
+    return engine.run_sweep(record, space, resume_if_exists=args.resume_if_exists,
+                            tracking_uri=uri if args.tracking_uri else None)
+
+
+def sweep_name(space_file: str, name: str | None) -> str:
+    """The sweep's name: --name, else the space file's name and the time."""
+    name = name or f"{Path(space_file).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
+    return name
 
 
 def refuse_searched(space: SearchSpace, overrides: dict) -> None:
@@ -126,7 +116,4 @@ def _positive(value, default, option: str, kind: type):
 
 def _explicit_uri(uri: str | None) -> str | None:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    try:
-        return tracking.use_credentials(tracking.check_uri(uri)) if uri else None
-    except ValueError as err:
-        raise UserError(str(err)) from err
+    return checked_uri(uri) if uri else None

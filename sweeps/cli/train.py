@@ -47,9 +47,10 @@ def resolve_config(args: argparse.Namespace) -> dict:
 
 def _print_epoch(report: models.EpochReport) -> None:
     m = report.metrics
-    print(f"epoch {report.epoch:3d}  train loss {m['train/loss']:.3f}  val -elbo {m['val/neg_elbo']:.3f}  "
+    diagnostics = "".join(f"  {k[len('diag/'):]} {v:.3g}" for k, v in m.items() if k.startswith("diag/"))
+    print(f"epoch {report.validation:3d}  train loss {m['train/loss']:.3f}  val -elbo {m['val/neg_elbo']:.3f}  "
           f"kl {m['val/kl']:.3f}  mi {m.get('val/mi', float('nan')):.3f}  au {m.get('val/au', 0):.0f}  "
-          f"lr {m['lr']:.3g}  ({m['epoch_time']:.1f}s)", flush=True)
+          f"lr {m['lr']:.3g}{diagnostics}  ({m['epoch_time']:.1f}s)", flush=True)
 
 
 def evaluation_printer(every_s: float = 10.0) -> Callable[[models.EvaluationProgress], None]:
@@ -73,6 +74,7 @@ def test_line(test: dict[str, float]) -> str:
 def main(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     models.parse_config(config)  # refuse bad input before loading any data
+    print(f"arithmetic: {models.arithmetic(config)}", flush=True)
     try:
         result = models.train(config, on_epoch=_print_epoch, out_dir=args.out, init_from=args.init_from,
                               on_test=evaluation_printer())
@@ -80,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(test_line(result["test"]))
+    print(f"verdict: {result['verdict']}")
     with open(os.path.join(args.out, "config.yaml"), "w") as fh:
         yaml.safe_dump(result["config"], fh, sort_keys=False)
     print(f"wrote {', '.join(sorted(os.listdir(args.out)))} in {args.out}")

@@ -19,11 +19,7 @@ import math
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from sweeps.engine.progress import TEST_PROGRESS
-
-VALIDATION_OF = {"test/nll": "val/neg_elbo", "test/ppl": "val/neg_elbo", "test/neg_elbo": "val/neg_elbo",
-                 "test/recon": "val/recon", "test/kl": "val/kl", "test/mi": "val/mi", "test/au": "val/au"}
-"""The metric reported every epoch that stands for an objective known only at the end."""
+from sweeps.names import TEST_PROGRESS, TRIAL_STATUS, VALIDATION_OF
 
 
 def rung_metrics(objectives) -> dict[str, str]:
@@ -79,7 +75,7 @@ class ObjectiveHalving(FIFOScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         epoch = result.get("epoch")
-        if epoch is None or "trial_status" in result or TEST_PROGRESS in result:  # a trial's test or end is no rung
+        if epoch is None or TRIAL_STATUS in result or TEST_PROGRESS in result:  # a trial's test or end is no rung
             return TrialScheduler.CONTINUE
         for milestone in sorted(self.rungs, reverse=True):  # the highest rung passed, as ASHA
             recorded = self.rungs[milestone]

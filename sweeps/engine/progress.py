@@ -13,14 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence, TextIO
 
-from sweeps.analysis import pareto
-
-OUTCOMES = ("running", "pending", "completed", "pruned", "failed")
-FINISHED = ("completed", "pruned", "failed")
-TEST_PROGRESS = "test_progress"
-"""Result key of a trial's reports during its test evaluation: the fraction of the test split
-scored. Those results also hold `test_time` (seconds since the evaluation began) and the last
-epoch's metrics and number, `epoch_time` among them."""
+from sweeps.analysis import format_value, pareto
+from sweeps.names import COMPLETED, FINISHED, OUTCOMES, PENDING, RUNNING, TRIAL_STATUS, VAL_NEG_ELBO
 
 
 @dataclass
@@ -37,14 +31,8 @@ class TrialRow:
     """While it runs its test evaluation: the fraction done."""
 
 
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
 def _params(row: TrialRow) -> str:
-    return " ".join(f"{k}={_fmt(v)}" for k, v in row.params.items())
+    return " ".join(f"{k}={format_value(v)}" for k, v in row.params.items())
 
 
 def _loss(row: TrialRow, metric: str, mode: str) -> float:
@@ -54,7 +42,7 @@ def _loss(row: TrialRow, metric: str, mode: str) -> float:
 
 def best(rows: Sequence[TrialRow], metric: str, mode: str) -> TrialRow | None:
     """The completed trial with the best value of `metric`."""
-    scored = [r for r in rows if r.outcome == "completed" and metric in r.metrics]
+    scored = [r for r in rows if r.outcome == COMPLETED and metric in r.metrics]
     return min(scored, key=lambda r: _loss(r, metric, mode), default=None)
 
 
@@ -62,7 +50,7 @@ def pareto_front(rows: Sequence[TrialRow], objectives: Sequence) -> list[TrialRo
     """Completed trials no other completed trial dominates (at least as good in every
     objective, better in one), best first in the first objective: the front `sweeps pareto`
     computes (analysis.pareto). Pruned trials have no test metrics and take no part."""
-    done = [r for r in rows if r.outcome == "completed" and all(o.metric in r.metrics for o in objectives)]
+    done = [r for r in rows if r.outcome == COMPLETED and all(o.metric in r.metrics for o in objectives)]
     if not done:
         return []
     mask = pareto.pareto_mask([[r.metrics[o.metric] for o in objectives] for r in done], [o.mode for o in objectives])
@@ -98,7 +86,7 @@ class Progress:
         test evaluation, counted as the median test measured so far (none before the first)."""
         test = statistics.median(self.test_epochs.values()) if self.test_epochs else 0.0
         # A trial whose final result is in (`trial_status`) is done, though Tune may not have ended it yet.
-        units = sum(self.epochs + test if r.outcome in FINISHED or "trial_status" in r.metrics
+        units = sum(self.epochs + test if r.outcome in FINISHED or TRIAL_STATUS in r.metrics
                     else min(r.epoch, self.epochs) + test * (r.testing or 0.0) for r in rows)
         return min(1.0, units / (self.total * (self.epochs + test)))
 
@@ -114,8 +102,8 @@ class Progress:
 
     def status_line(self, rows: Sequence[TrialRow]) -> str:
         counts = {o: sum(r.outcome == o for r in rows) for o in OUTCOMES}
-        counts["pending"] += max(0, self.total - len(rows))  # not yet proposed by Optuna
-        testing = [r for r in rows if r.outcome == "running" and r.testing is not None]
+        counts[PENDING] += max(0, self.total - len(rows))  # not yet proposed by Optuna
+        testing = [r for r in rows if r.outcome == RUNNING and r.testing is not None]
         parts = [f"[{_clock(time.monotonic() - self.start)}]",
                  ", ".join(f"{counts[o]} {o}" for o in OUTCOMES)]
         if testing:
@@ -123,7 +111,7 @@ class Progress:
         for o in self.objectives:
             top = best(rows, o.metric, o.mode)
             if top:
-                parts.append(f"best {o.metric} {_fmt(top.metrics[o.metric])} ({top.trial_id})")
+                parts.append(f"best {o.metric} {format_value(top.metrics[o.metric])} ({top.trial_id})")
         eta = self.eta(rows)
         parts.append(f"ETA {_clock(eta)}" if eta is not None else "ETA -")
         return " | ".join(parts)
@@ -131,13 +119,13 @@ class Progress:
     def table(self, rows: Sequence[TrialRow]) -> str:
         """The status line, the running trials, and the best completed ones so far."""
         first = self.objectives[0]
-        ranked = sorted((r for r in rows if r.outcome == "completed" and first.metric in r.metrics),
+        ranked = sorted((r for r in rows if r.outcome == COMPLETED and first.metric in r.metrics),
                         key=lambda r: _loss(r, first.metric, first.mode))
         lines = [self.status_line(rows)]
-        for row in [r for r in rows if r.outcome == "running"] + ranked[:self.top]:
-            shown = (f"val/neg_elbo {_fmt(row.metrics.get('val/neg_elbo'))}" if row.outcome == "running" else
-                     "  ".join(f"{o.metric} {_fmt(row.metrics.get(o.metric))}" for o in self.objectives))
-            if row.outcome == "running" and row.testing is not None:
+        for row in [r for r in rows if r.outcome == RUNNING] + ranked[:self.top]:
+            shown = (f"{VAL_NEG_ELBO} {format_value(row.metrics.get(VAL_NEG_ELBO))}" if row.outcome == RUNNING else
+                     "  ".join(f"{o.metric} {format_value(row.metrics.get(o.metric))}" for o in self.objectives))
+            if row.outcome == RUNNING and row.testing is not None:
                 shown += f"  testing {row.testing:.0%}"
             lines.append(f"  {row.trial_id:<10} {row.outcome:<9} epoch {row.epoch:>3}  {shown}  {_params(row)}")
         return "\n".join(lines)
@@ -145,7 +133,7 @@ class Progress:
     def update(self, rows: Sequence[TrialRow]) -> None:
         """The table when a trial starts, begins its test or ends, else the status line every
         `every` seconds."""
-        state = tuple((r.trial_id, r.outcome, r.testing is not None) for r in rows if r.outcome != "pending")
+        state = tuple((r.trial_id, r.outcome, r.testing is not None) for r in rows if r.outcome != PENDING)
         now = time.monotonic()
         if state != self.last_state:
             print(self.table(rows), file=self.out, flush=True)
@@ -168,13 +156,14 @@ def summary(rows: Sequence[TrialRow], objectives: Sequence, name: str, where: di
     for o in objectives:
         top = best(rows, o.metric, o.mode)
         if top:
-            lines.append(f"Best {o.metric} ({o.mode}): {top.trial_id}  {_fmt(top.metrics[o.metric])}  {_params(top)}")
+            lines.append(f"Best {o.metric} ({o.mode}): {top.trial_id}  {format_value(top.metrics[o.metric])}  "
+                         f"{_params(top)}")
     front = pareto_front(rows, objectives)
     if len(objectives) > 1 and front:
         lines.append("Pareto front (" + ", ".join(f"{o.metric} {o.mode}" for o in objectives)
                      + "; completed trials only):")
         for row in front:
-            values = "  ".join(f"{o.metric} {_fmt(row.metrics[o.metric])}" for o in objectives)
+            values = "  ".join(f"{o.metric} {format_value(row.metrics[o.metric])}" for o in objectives)
             lines.append(f"  {row.trial_id:<14} {values}  {_params(row)}")
     lines += [f"{label}: {value}" for label, value in where.items()]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.engine.halving import ObjectiveHalving, rung_metrics
+from sweeps.names import COMPLETED, FAILED, TRIAL_STATUS
 from sweeps.space import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial otherwise
@@ -48,11 +49,11 @@ class ParetoSafeOptunaSearch(OptunaSearch):
         """The objectives are test metrics, known only at the end: nothing to report before."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        status = (result or {}).get("trial_status")
-        if status == "completed":
+        status = (result or {}).get(TRIAL_STATUS)
+        if status == COMPLETED:
             super().on_trial_complete(trial_id, result, error)
         else:  # without a result Ray tells PRUNED, or FAIL when error
-            super().on_trial_complete(trial_id, None, error or status == "failed")
+            super().on_trial_complete(trial_id, None, error or status == FAILED)
 
 
 def tune_config(space: SearchSpace, trials: int, max_concurrent: int, epochs: int, seed: int,

@@ -20,11 +20,12 @@ import os
 import optuna
 from optuna.trial import TrialState
 
+from sweeps.names import COMPLETED, FAILED, PRUNED
 from sweeps.space import SearchSpace
 
 STUDY_FILE = "optuna.db"
 TRIAL_ID_ATTR = "tune_trial_id"
-STATES = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
+STATES = {COMPLETED: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, FAILED: TrialState.FAIL}
 """A finished trial's outcome (tuner.outcome) as Optuna's state, as the searcher tells it."""
 
 

@@ -25,7 +25,7 @@ import models
 from models.data import DataError
 from models.loop import resolve_device
 from sweeps import tracking
-from sweeps.engine.progress import TEST_PROGRESS
+from sweeps.names import COMPLETED, FAILED, TEST, TEST_PROGRESS, TRIAL_STATUS, VAL
 from sweeps.space import METHOD, SearchSpace
 
 STATE_FILE = "train.pt"
@@ -72,13 +72,13 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
         run.log_epochs(history)  # what the server missed before this attempt
 
         def on_epoch(report: models.EpochReport) -> None:
-            history[report.epoch] = report.metrics
+            history[report.validation] = report.metrics
             run.log_epochs(history)  # without the server, training goes on: kept for when it is back
             with tempfile.TemporaryDirectory() as tmp:
                 report.save_checkpoint(os.path.join(tmp, STATE_FILE))
                 Path(tmp, RUN_ID_FILE).write_text(run.run_id)
                 Path(tmp, HISTORY_FILE).write_text(json.dumps(history))
-                tune.report({**report.metrics, "epoch": report.epoch},
+                tune.report({**report.metrics, "epoch": report.validation},
                             checkpoint=tune.Checkpoint.from_directory(tmp))
 
         def on_test(progress: models.EvaluationProgress) -> None:
@@ -90,38 +90,40 @@ def run_trial(sampled: dict, ctx: TrialContext) -> None:
 
         try:
             config = ctx.space.trial_config(sampled, ctx.overrides)
-            run.log_config(config, sampled.get(METHOD, ctx.space.method))
-            run.record_placement(**_placement(config))
+            arithmetic = models.arithmetic(config)
+            run.log_config(config, sampled.get(METHOD, ctx.space.method), arithmetic)
+            run.record_placement(**_placement(config), arithmetic=arithmetic)
             result = models.train(config, on_epoch=on_epoch, out_dir=out_dir, resume_from=state, on_test=on_test)
             test, final = _final_metrics(result)
         except tuple(DETERMINISTIC) as err:
             # A retry would fail the same way. End the trial with a result, not an error.
             reason = next(prefix for kind, prefix in DETERMINISTIC.items() if isinstance(err, kind)) + str(err)
-            run.finish("failed", reason, history)
-            _report_end("failed", run.logged_epoch, {}, reason)
+            run.finish(FAILED, reason, history)
+            _report_end(FAILED, run.logged_epoch, {}, reason)
             return
         except Exception:
-            run.finish("failed", traceback.format_exc(), history)
+            run.finish(FAILED, traceback.format_exc(), history)
             raise  # worker-side trouble: Tune retries it (FailureConfig) from the checkpoint
         # Every epoch before the end: a server still away fails the attempt, and Tune retries it
         # from its last checkpoint, which holds them.
         run.log_epochs(history, required=True)
-        run.log_final(result["epochs"], {**test, "wall_time": result["wall_time"], "test_time": result["test_time"]})
+        run.log_final(result["epochs"], {**test, "wall_time": result["wall_time"], "test_time": result["test_time"]},
+                      result["verdict"])
         # What models wrote for people (figures, samples.txt, reconstructions.txt) and the model
         # file, not the checkpoint: optimiser state for resuming, which the trial no longer needs.
         for name in sorted(os.listdir(out_dir)):
             if name.endswith((".png", ".txt")) or name == models.MODEL_FILE:
                 run.client.log_artifact(run.run_id, os.path.join(out_dir, name))
-        run.finish("completed", history=history)
-        _report_end("completed", result["epochs"], final)
+        run.finish(COMPLETED, history=history)
+        _report_end(COMPLETED, result["epochs"], final)
 
 
 def _final_metrics(result: dict) -> tuple[dict, dict]:
     """The test metrics, and what the final result reports: those and the last validation's,
     which objectives may name too. Raises TrainingDiverged if one is NaN or infinite: such a
     value would rank first or never be dominated, and Optuna refuses it."""
-    test = {f"test/{k}": v for k, v in result["test"].items()}
-    final = {**test, **{k: v for k, v in result["history"][-1].items() if k.startswith("val/")}}
+    test = {TEST + k: v for k, v in result["test"].items()}
+    final = {**test, **{k: v for k, v in result["history"][-1].items() if k.startswith(VAL)}}
     bad = [f"{k}={v}" for k, v in final.items() if not math.isfinite(v)]
     if bad:
         raise models.TrainingDiverged(f"final metrics not finite: {', '.join(bad)}")
@@ -144,4 +146,4 @@ def _placement(config: dict) -> dict[str, str]:
 def _report_end(status: str, epoch: int, test: dict, reason: str = "") -> None:
     """A trial's last result: `trial_status` tells the searcher and the driver that the
     trial ended by itself (a trial stopped by halving never reports one)."""
-    tune.report({**test, "epoch": epoch, "trial_status": status, **({"reason": reason} if reason else {})})
+    tune.report({**test, "epoch": epoch, TRIAL_STATUS: status, **({"reason": reason} if reason else {})})

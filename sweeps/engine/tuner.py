@@ -1,8 +1,8 @@
 """The Tuner: a local Ray (or the cluster's), the sweep's Tune experiment, the driver's callback.
 
-`fit` runs or resumes a sweep and returns every trial's row; the callback keeps the live
-table, ends the MLflow runs of trials stopped from outside their process and writes each
-finished trial to the sweep's Optuna storage (study.py).
+`SweepFit.run` runs or resumes a sweep and returns every trial's row; its callback keeps the
+rows and the live table, ends the MLflow runs of trials stopped from outside their process
+and writes each finished trial to the sweep's Optuna storage (study.py).
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
@@ -19,40 +18,89 @@ import torch
 from ray import tune
 
 from sweeps import tracking
-from sweeps.engine.progress import TEST_PROGRESS, Progress, TrialRow
+from sweeps.engine.progress import Progress, TrialRow
 from sweeps.engine.search import Asha, tune_config
 from sweeps.engine.study import StudyMirror
 from sweeps.engine.trainable import TrialContext, run_trial
+from sweeps.names import FAILED, PENDING, PRUNED, RUNNING, TEST_PROGRESS, TRIAL_STATUS
 
 MAX_FAILURES = 2
 """Retries of a trial whose process raised or was lost; divergence is not retried."""
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
-def outcome(trial) -> str:
-    """running, pending, completed, pruned or failed, from Tune's status and the last result."""
+def ending(trial, pruned: set[str]) -> str | None:
+    """How a trial ended, if it reported its end (its last result's trial_status) or the
+    scheduler stopped it (PRUNED: those trials' ids, see _SweepCallback)."""
+    # Earlier versions marked a pruned trial's last result instead: sweeps they saved resume too.
+    return trial.last_result.get(TRIAL_STATUS) or (PRUNED if trial.trial_id in pruned else None)
+
+
+def outcome(trial, pruned: set[str]) -> str:
+    """running, pending, completed, pruned or failed, from Tune's status and how it ended."""
     if trial.status == "ERROR":
-        return "failed"
-    if trial.status == "TERMINATED":
-        # The trainable's last result, or the scheduler's stop, set trial_status (see
-        # _SweepCallback); without one the trial was stopped by an interrupt and will resume.
-        return trial.last_result.get("trial_status", "pending")
-    return "running" if trial.status == "RUNNING" else "pending"
+        return FAILED
+    if trial.status == "TERMINATED":  # without an ending, stopped by an interrupt: it will resume
+        return ending(trial, pruned) or PENDING
+    return RUNNING if trial.status == "RUNNING" else PENDING
 
 
-def trial_rows(trials) -> list[TrialRow]:
-    return [TrialRow(t.trial_id, outcome(t), int(t.last_result.get("epoch", 0)), dict(t.last_result),
+def trial_rows(trials, pruned: set[str]) -> list[TrialRow]:
+    return [TrialRow(t.trial_id, outcome(t, pruned), int(t.last_result.get("epoch", 0)), dict(t.last_result),
                      dict(t.config), t.last_result.get(TEST_PROGRESS)) for t in trials]
 
 
-@dataclass
-class _Live:
-    ctx: TrialContext
-    progress: Progress
-    rows: list[TrialRow]
-    study: StudyMirror
-    unclosed: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    """Trial id -> (outcome, reason) of runs the tracking server was away to close."""
+class SweepFit:
+    """One sweep's Tune experiment, run or resumed by this process, and what its driver sees.
+
+    `rows` holds every trial as last seen, also after an exception (a second Ctrl-C) ended
+    `run`; the callback keeps it, the live table and the Optuna storage current, and ends the
+    MLflow runs of trials stopped from outside their process.
+    """
+
+    def __init__(self, ctx: TrialContext, name: str, storage: str, *, trials: int, max_concurrent: int,
+                 cpus: float, gpus: float, epochs: int, seed: int, asha: Asha = Asha()):
+        self.ctx, self.name, self.storage = ctx, name, storage
+        self.trials, self.max_concurrent, self.epochs, self.seed, self.asha = trials, max_concurrent, epochs, seed, asha
+        self.resources = {"cpu": cpus, "gpu": gpus}
+        self.progress = Progress(trials, epochs, ctx.space.objectives)
+        self.rows: list[TrialRow] = []
+        self.unclosed: dict[str, tuple[str, str | None]] = {}
+        """Trial id -> (outcome, reason) of runs the tracking server was away to close."""
+        self.study: StudyMirror | None = None
+
+    def run(self, restore: bool = False) -> list[TrialRow]:
+        """Run (or, with restore, resume) the sweep; return every trial's final row."""
+        path = os.path.join(self.storage, self.name)
+        os.makedirs(path, exist_ok=True)
+        self.study = StudyMirror(path, self.name, self.ctx.space)
+        trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=self.ctx), self.resources)
+        if restore:
+            # Trials, searcher (the Optuna study), the halving rungs (RungKeeper) and the callback
+            # come from the experiment directory; finished trials stay finished, errored ones keep
+            # their failure.
+            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
+            callback = _restored_callback(tuner)
+        else:
+            config = tune_config(self.ctx.space, self.trials, self.max_concurrent, self.epochs, self.seed, self.asha)
+            keeper = getattr(config.scheduler, "keeper", None)  # the halving rungs, saved with the experiment
+            callback = _SweepCallback()
+            tuner = tune.Tuner(trainable, tune_config=config,
+                               run_config=tune.RunConfig(
+                                   name=self.name, storage_path=self.storage, verbose=0,
+                                   callbacks=[callback, *([keeper] if keeper else [])],
+                                   failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+        callback.fit = self
+        tuner.fit()
+        for trial_id, (outcome_name, reason) in list(self.unclosed.items()):  # the server may be back
+            self.close(trial_id, outcome_name, reason)
+        self.progress.update(self.rows)
+        return self.rows
+
+    def observe(self, trials, pruned: set[str]) -> None:
+        self.rows = trial_rows(trials, pruned)
+        self.progress.update(self.rows)
 
     def close(self, trial_id: str, outcome_name: str, reason: str | None = None) -> None:
         """End a trial's run from outside it; if the server is away, keep it for later: an
@@ -68,52 +116,66 @@ class _Live:
             self.unclosed[trial_id] = (outcome_name, reason)
 
 
-_LIVE: dict[str, _Live] = {}
-"""The sweep(s) this driver process is running, by name (see _SweepCallback)."""
-
-
 class _SweepCallback(tune.Callback):
     """Driver side: the live table, ending the MLflow runs of trials whose process was
     stopped from outside (pruned by halving, lost), which cannot end their runs themselves, and
-    the Optuna storage's copy of every finished trial.
+    the Optuna storage's copy of every finished trial, all through `fit` (SweepFit).
 
     Tune pickles callbacks into the experiment and restores them on resume, when the tracking
-    server may have a new address: this one carries only the sweep name and looks up the
-    live context in _LIVE.
+    server may have a new address and the terminal is another: this one pickles without its
+    SweepFit, which the SweepFit running it sets.
     """
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self):
+        self.fit: SweepFit | None = None
+        self.pruned: set[str] = set()
+        """The trials the scheduler stopped; Tune saves it with the experiment (get_state)."""
+
+    def __reduce__(self):
+        return _SweepCallback, ()  # pickled without its SweepFit, which belongs to this process
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()  # one pickled before __reduce__ (its state, the sweep's name, is not needed)
+
+    def get_state(self) -> dict:
+        return {"pruned": sorted(self.pruned)}
+
+    def set_state(self, state: dict) -> None:
+        self.pruned = set(state["pruned"])
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         # A result marked done that the trainable did not mark as its last is the one the
-        # scheduler stopped the trial on. Tune lets callbacks edit results in place, and keeps
-        # this one as the trial's last result (saved with the experiment, seen by the searcher).
-        if result.get("done") and "trial_status" not in result:
-            result["trial_status"] = "pruned"
+        # scheduler stopped the trial on (the searcher tells Optuna PRUNED without a mark).
+        if result.get("done") and TRIAL_STATUS not in result:
+            self.pruned.add(trial.trial_id)
 
     def _record(self, trial, outcome_name: str | None) -> None:
-        _LIVE[self.name].study.record(trial.trial_id, dict(trial.config), outcome_name, trial.last_result)
+        self.fit.study.record(trial.trial_id, dict(trial.config), outcome_name, trial.last_result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if trial.last_result.get("trial_status") == "pruned":
-            _LIVE[self.name].close(trial.trial_id, "pruned",
-                                   f"stopped by successive halving after epoch {trial.last_result.get('epoch')}")
-        self._record(trial, trial.last_result.get("trial_status"))
+        ended = ending(trial, self.pruned)
+        if ended == PRUNED:
+            self.fit.close(trial.trial_id, PRUNED,
+                           f"stopped by successive halving after epoch {trial.last_result.get('epoch')}")
+        self._record(trial, ended)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        _LIVE[self.name].close(trial.trial_id, "failed", trial.get_error() or "the trial's process failed")
-        self._record(trial, "failed")
+        self.fit.close(trial.trial_id, FAILED, trial.get_error() or "the trial's process failed")
+        self._record(trial, FAILED)
 
     def on_step_end(self, iteration, trials, **info):
-        live = _LIVE[self.name]
-        live.rows[:] = trial_rows(trials)
-        live.progress.update(live.rows)
+        self.fit.observe(trials, self.pruned)
 
     def on_experiment_end(self, trials, **info):
-        _LIVE[self.name].rows[:] = trial_rows(trials)  # a resumed sweep with nothing left takes no step
+        self.fit.observe(trials, self.pruned)  # a resumed sweep with nothing left takes no step
         for trial in trials:  # trials that ended before this version wrote the storage
-            self._record(trial, outcome(trial))
+            self._record(trial, outcome(trial, self.pruned))
+
+
+def _restored_callback(tuner: tune.Tuner) -> _SweepCallback:
+    """The callback Tune unpickled with the experiment: `Tuner.restore` takes no callbacks, and
+    a Tuner has no public getter for its run config."""
+    return next(c for c in tuner._local_tuner.get_run_config().callbacks if isinstance(c, _SweepCallback))
 
 
 def local_capacity() -> dict[str, int] | None:
@@ -179,41 +241,6 @@ def _sigterm_blocked():
 def _interrupt(signum, frame) -> None:
     """SIGTERM as SIGINT: Tune's handler during `fit` (stop, save, return), else KeyboardInterrupt."""
     signal.raise_signal(signal.SIGINT)
-
-
-def fit(ctx: TrialContext, name: str, storage: str, *, trials: int, max_concurrent: int,
-        cpus: float, gpus: float, epochs: int, seed: int, restore: bool = False,
-        asha: Asha = Asha(), rows: list[TrialRow] | None = None) -> list[TrialRow]:
-    """Run (or, with restore, resume) the sweep; return every trial's final row.
-
-    ROWS, if given, is kept current in place as trials change, so that a caller whom an
-    exception interrupts mid-fit still has every trial as last seen."""
-    progress = Progress(trials, epochs, ctx.space.objectives)
-    path = os.path.join(storage, name)
-    os.makedirs(path, exist_ok=True)
-    _LIVE[name] = live = _Live(ctx, progress, [] if rows is None else rows, StudyMirror(path, name, ctx.space))
-    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), {"cpu": cpus, "gpu": gpus})
-    try:
-        if restore:
-            # Trials, searcher (the Optuna study) and the halving rungs (RungKeeper) come from the
-            # experiment directory; finished trials stay finished, errored ones keep their failure.
-            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
-        else:
-            config = tune_config(ctx.space, trials, max_concurrent, epochs, seed, asha)
-            keeper = getattr(config.scheduler, "keeper", None)  # the halving rungs, saved with the experiment
-            tuner = tune.Tuner(trainable, tune_config=config,
-                               run_config=tune.RunConfig(
-                                   name=name, storage_path=storage, verbose=0,
-                                   callbacks=[_SweepCallback(name), *([keeper] if keeper else [])],
-                                   failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
-        tuner.fit()
-        for trial_id, (outcome_name, reason) in list(live.unclosed.items()):  # the server may be back
-            live.close(trial_id, outcome_name, reason)
-    finally:
-        del _LIVE[name]
-    progress.update(live.rows)
-    return live.rows
 
 
 def can_resume(experiment_dir: str) -> bool:

@@ -15,8 +15,12 @@ from sweeps.space import parameters, probe, rules
 from sweeps.space.model import METHOD, SearchSpace, SpaceError
 
 
+class YamlError(ValueError):
+    """A YAML file cannot be read or parsed; the message is one line naming the file (and the line)."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML silently keeps the last of two equal keys; a search space must not."""
+    """PyYAML silently keeps the last of two equal keys; a search space or a config must not."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -43,20 +47,29 @@ def load_space(path: str | Path) -> SearchSpace:
     return space
 
 
-def read(path: str) -> dict:
+def read_yaml(path: str) -> object:
+    """The data of a YAML file, search space or config; YamlError if it cannot be read, is not
+    UTF-8 text, is not valid YAML, or repeats a key in a mapping."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
-        raise SpaceError(f"{path}: cannot read ({err.strerror})") from err
+        raise YamlError(f"{path}: cannot read ({err.strerror})") from err
     except UnicodeDecodeError as err:
-        raise SpaceError(f"{path}: not UTF-8 text (byte {err.start})") from None
+        raise YamlError(f"{path}: not UTF-8 text (byte {err.start})") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as err:
         line = f"line {err.problem_mark.line + 1}" if err.problem_mark else "YAML"
-        raise SpaceError(f"{path}: {line}: {err.problem}") from err
+        raise YamlError(f"{path}: {line}: {err.problem}") from err
     except yaml.YAMLError as err:
-        raise SpaceError(f"{path}: not valid YAML ({err})") from err
+        raise YamlError(f"{path}: not valid YAML ({err})") from err
+
+
+def read(path: str) -> dict:
+    try:
+        data = read_yaml(path)
+    except YamlError as err:
+        raise SpaceError(str(err)) from err
     if not isinstance(data, dict):
         raise SpaceError(f"{path}: expected a mapping with keys {', '.join(rules.TOP_KEYS)}")
     return data

@@ -13,15 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from models.config import merge, parse_config, set_dotted, to_dict
+from models.config import merge, set_dotted, to_dict
+
+from models.resolve import parse_config
 from models.presets import preset_config
 
 METHOD = "method"
 """Name of the sampled categorical that picks an entry of a joint space's `methods:`."""
-TEST_METRICS = tuple(f"test/{m}" for m in ("nll", "ppl", "neg_elbo", "recon", "kl", "mi", "au"))
-VAL_METRICS = tuple(f"val/{m}" for m in ("neg_elbo", "recon", "kl", "mi", "au"))
-METRICS = TEST_METRICS + VAL_METRICS
-"""What objectives may name: the same names in Tune, MLflow, the trial table and the reports."""
 
 
 class SpaceError(ValueError):

@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from models.config import ConfigError, parse_config
+from models.config import ConfigError
+
+from models.resolve import parse_config
 from models.presets import PRESETS, preset_config
-from sweeps.space.model import METHOD, METRICS, Objective, Param, Resources
+from sweeps.names import METRICS
+from sweeps.space.model import METHOD, Objective, Param, Resources
 
 TOP_KEYS = ("method", "methods", "fixed", "params", "objectives", "trials", "epochs", "resources",
             "max_concurrent", "sampler")

@@ -17,6 +17,7 @@ from sweeps.errors import UserError
 from sweeps.tracking.client import command_server, connect, server_errors, use_credentials
 from sweeps.tracking.server import DB_FILE, TrackingError
 from sweeps.tracking.sweep_run import PARENT_TAG, SPACE_DIR, TRIAL_TAG
+from sweeps.tracking.trial_run import VERDICT
 
 ANALYSIS_DIR = "analysis"
 """Artifact folder on the parent run for everything the analysis commands write."""
@@ -44,6 +45,8 @@ class TrialRecord:
     """Latest value of each metric."""
     start_ms: int | None
     end_ms: int | None
+    verdict: str | None = None
+    """A completed trial's verdict (trial_run.VERDICT)."""
 
 
 @contextlib.contextmanager
@@ -102,7 +105,7 @@ class Store:
                 max_results=_PAGE, page_token=token)
             out += [TrialRecord(r.info.run_id, r.data.tags.get(TRIAL_TAG, r.info.run_name),
                                 r.info.status, dict(r.data.params), dict(r.data.metrics),
-                                r.info.start_time, r.info.end_time) for r in page]
+                                r.info.start_time, r.info.end_time, r.data.tags.get(VERDICT)) for r in page]
             token = page.token
             if not token:
                 return sorted(out, key=lambda t: t.trial_id)

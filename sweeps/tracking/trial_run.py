@@ -11,16 +11,24 @@ import time
 
 import yaml
 
+from sweeps.names import (COMPLETED, FAILED, PRUNED, RUNNING, TEST, TRAIN_LOSS, TRIAL_STATUS, VAL, VAL_METRICS,
+                          VAL_NEG_ELBO)
 from sweeps.tracking.client import connect, log_params, server_call, server_errors
 from sweeps.tracking.server import TrackingError
 from sweeps.tracking.sweep_run import PARENT_TAG, TRIAL_TAG
 
 # A trial's outcome as a tag; MLflow's own status says FINISHED / FAILED / KILLED.
-OUTCOME_STATUS = {"completed": "FINISHED", "failed": "FAILED", "pruned": "KILLED"}
-CURVES = ("train/loss", "val/neg_elbo", "val/recon", "val/kl", "val/mi", "val/au")
+OUTCOME_STATUS = {COMPLETED: "FINISHED", FAILED: "FAILED", PRUNED: "KILLED"}
+CURVES = (TRAIN_LOSS, *VAL_METRICS)
 MAX_TAG_CHARS = 5000
 DIVERGED = "diverged: "
 """Prefix of the failure reason of a trial whose loss became NaN or infinite."""
+VERDICT = "verdict"
+"""A completed trial's tag: `models`' one line on whether its latent is active and why."""
+ARITHMETIC = "arithmetic"
+"""A trial's param (its first attempt's) and tag (with every attempt's): which arithmetic
+`models` ran it with (kernels, torch's CPU instruction set or GPU): two trials whose numbers
+differ only by it can be told apart."""
 CONFIG_ARTIFACT = "config.yaml"
 """The resolved trial config on each child run (re-runnable by `train --config`)."""
 
@@ -45,13 +53,13 @@ class TrialRun:
         self.behind = False
         """Whether the last log_epochs left epochs for later."""
         run = self.client.get_run(run_id)
-        self.outcome = run.data.tags.get("trial_status")
+        self.outcome = run.data.tags.get(TRIAL_STATUS)
         """As recorded by an earlier attempt: None, running, completed, pruned or failed."""
         self.reason = run.data.tags.get("failure_reason", "")
-        self.test_metrics = {k: v for k, v in run.data.metrics.items() if k.startswith("test/")}
+        self.test_metrics = {k: v for k, v in run.data.metrics.items() if k.startswith(TEST)}
         # MLflow keeps each metric's value at its highest step: for val/*, the last validation's.
         self.final_metrics = {k: v for k, v in run.data.metrics.items()
-                              if k.startswith(("test/", "val/"))} if self.outcome == "completed" else {}
+                              if k.startswith((TEST, VAL))} if self.outcome == COMPLETED else {}
         """What the final result of a trial that trained to the end reported (see engine.trainable)."""
         # Epochs up to here are already logged (in order, see log_epochs): a resumed trial
         # retrains at most the epochs after its last checkpoint, and must not log them twice.
@@ -59,7 +67,7 @@ class TrialRun:
         self.is_new = not run.data.params
 
     def _last_logged(self) -> int:
-        return max((m.step for m in self.client.get_metric_history(self.run_id, "val/neg_elbo")), default=0)
+        return max((m.step for m in self.client.get_metric_history(self.run_id, VAL_NEG_ELBO)), default=0)
 
     @classmethod
     def find_or_create(cls, uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
@@ -79,27 +87,31 @@ class TrialRun:
     def settled(self) -> bool:
         """Whether an earlier attempt ended the trial for good: trained to the end, or diverged
         (deterministic). A driver killed right after may not have saved that in Tune's state."""
-        return self.outcome == "completed" or (self.outcome == "failed" and self.reason.startswith(DIVERGED))
+        return self.outcome == COMPLETED or (self.outcome == FAILED and self.reason.startswith(DIVERGED))
 
     def start(self) -> None:
         self.client.update_run(self.run_id, status="RUNNING")
-        self.client.set_tag(self.run_id, "trial_status", "running")
+        self.client.set_tag(self.run_id, TRIAL_STATUS, RUNNING)
 
-    def record_placement(self, node_id: str, ip: str, hostname: str, device: str) -> None:
-        """Where this attempt runs; `node.attempts` lists the node of every attempt, so a
-        trial retried after losing its node shows where it moved."""
+    def record_placement(self, node_id: str, ip: str, hostname: str, device: str, arithmetic: str) -> None:
+        """Where this attempt runs and with which arithmetic; `node.attempts` lists the node of
+        every attempt, so a trial retried after losing its node shows where it moved, and
+        `arithmetic.attempts` (one line each, `|` between) whether it moved to other arithmetic."""
         from mlflow.entities import RunTag
-        attempts = self.client.get_run(self.run_id).data.tags.get("node.attempts")
+        tags = self.client.get_run(self.run_id).data.tags
+        attempts, arithmetics = tags.get("node.attempts"), tags.get(f"{ARITHMETIC}.attempts")
         self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in {
             "node.id": node_id, "node.ip": ip, "node.hostname": hostname, "device": device,
-            "node.attempts": f"{attempts},{node_id}" if attempts else node_id}.items()])
+            "node.attempts": f"{attempts},{node_id}" if attempts else node_id, ARITHMETIC: arithmetic,
+            f"{ARITHMETIC}.attempts": f"{arithmetics} | {arithmetic}" if arithmetics else arithmetic}.items()])
 
-    def log_config(self, config: dict, method: str | None) -> None:
-        """Flattened params, the method (preset or joint-space choice) and the config as
-        YAML, re-runnable by `train --config`."""
+    def log_config(self, config: dict, method: str | None, arithmetic: str) -> None:
+        """Flattened params, the method (preset or joint-space choice), the arithmetic and the
+        config as YAML, re-runnable by `train --config`."""
         if not self.is_new:
             return
         params = {k: str(v) for k, v in flatten(config).items()}
+        params[ARITHMETIC] = arithmetic
         if method is not None:
             params["method"] = method
         log_params(self.client, self.run_id, params)
@@ -134,10 +146,11 @@ class TrialRun:
         self.behind = False
         return True
 
-    def log_final(self, epoch: int, metrics: dict[str, float]) -> None:
+    def log_final(self, epoch: int, metrics: dict[str, float], verdict: str) -> None:
         if not self.test_metrics:
             self.log_metrics(epoch, metrics)
-            self.test_metrics = {k: v for k, v in metrics.items() if k.startswith("test/")}
+            self.test_metrics = {k: v for k, v in metrics.items() if k.startswith(TEST)}
+        self.client.set_tag(self.run_id, VERDICT, verdict[:MAX_TAG_CHARS])
 
     def finish(self, outcome: str, reason: str | None = None,
                history: dict[int, dict[str, float]] | None = None) -> None:
@@ -150,7 +163,7 @@ class TrialRun:
             curves = {key: [(epoch, metrics[key]) for epoch, metrics in history.items() if key in metrics]
                       for key in CURVES}
         self.client.log_figure(self.run_id, curves_figure(curves), "curves.png")
-        self.client.set_tag(self.run_id, "trial_status", outcome)
+        self.client.set_tag(self.run_id, TRIAL_STATUS, outcome)
         if reason:
             self.client.set_tag(self.run_id, "failure_reason", reason[:MAX_TAG_CHARS])
             self.client.log_text(self.run_id, reason, "failure.txt")

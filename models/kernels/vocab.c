@@ -1,46 +1,22 @@
 /* log softmax(h Wᵀ + b)[target] per row, the logits never leaving the cache: what a vocabulary
    layer's evaluation needs of its (N, V) logits. A block of rows computes CHUNK logits at a
    time into a scratch block on the stack and folds them into each row's running maximum and
-   sum of exponentials. Called by models/nets.py; built by models/native.py. */
-#include <math.h>
-#include <string.h>
-
-typedef float v8 __attribute__((vector_size(32)));
-
-static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+   sum of exponentials. Called by models/kernels/vocab.py; built by models/kernels/build.py. */
+#include "arith.h"
 
 #define CHUNK 512  /* logits per row at a time: ROWS of them stay in the first-level cache */
-#define ROWS 6     /* rows sharing each load of w_t: 12 accumulators of 8 lanes */
+#define ROWS 6     /* rows sharing each load of w_t: 12 vector accumulators */
 
 /* scratch[RB][width] = bias[c0 ..] + h[RB, K] · w_t[K, c0 .. c0 + width), w_t's rows V floats
-   apart. Each logit sums its K products in the order r = 0, 1, ..., whatever RB is, so a row's
-   values do not depend on the rows computed beside it. */
+   apart, by the LSTM kernel's inner routine: a row's logits do not depend on the rows beside it. */
 static inline __attribute__((always_inline)) void logits(
         const int RB, int K, int V, int c0, int width, const float *restrict h, const float *restrict w_t,
         const float *restrict bias, float scratch[][CHUNK]) {
-    int n = 0;
-    for (; n + 16 <= width; n += 16) {
-        const v8 zero = {0};
-        const v8 b0 = bias ? load8(bias + c0 + n) : zero, b1 = bias ? load8(bias + c0 + n + 8) : zero;
-        v8 lo[RB], hi[RB];
-        for (int q = 0; q < RB; q++) { lo[q] = b0; hi[q] = b1; }
-        for (int r = 0; r < K; r++) {
-            const float *restrict w = w_t + (long)r * V + c0 + n;
-            const v8 m0 = load8(w), m1 = load8(w + 8);
-            for (int q = 0; q < RB; q++) { const float v = h[(long)q * K + r]; lo[q] += v * m0; hi[q] += v * m1; }
-        }
-        for (int q = 0; q < RB; q++) { store8(scratch[q] + n, lo[q]); store8(scratch[q] + n + 8, hi[q]); }
+    for (int q = 0; q < RB; q++) {
+        if (bias) memcpy(scratch[q], bias + c0, sizeof(float) * width);
+        else memset(scratch[q], 0, sizeof(float) * width);
     }
-    for (; n < width; n++) {
-        float a[RB];
-        for (int q = 0; q < RB; q++) a[q] = bias ? bias[c0 + n] : 0.0f;
-        for (int r = 0; r < K; r++) {
-            const float w = w_t[(long)r * V + c0 + n];
-            for (int q = 0; q < RB; q++) a[q] += h[(long)q * K + r] * w;
-        }
-        for (int q = 0; q < RB; q++) scratch[q][n] = a[q];
-    }
+    accumulate_rows(RB, h, K, K, w_t + c0, V, width, scratch[0], CHUNK);
 }
 
 /* Rows of one block: out[q] = log softmax(row q)[targets[q]], 0 where the target is negative. */
@@ -53,22 +29,15 @@ static inline __attribute__((always_inline)) void block(
         logits(RB, K, V, c0, width, h, w_t, bias, scratch);
         for (int q = 0; q < RB; q++) {
             const float *restrict x = scratch[q];
-            float m = x[0];
-            for (int j = 1; j < width; j++) m = fmaxf(m, x[j]);  /* max: the same in any order */
+            const float m = max_of(x, width);
             if (c0 == 0) { top[q] = m; total[q] = 0.0f; }
-            else if (m > top[q]) { total[q] *= expf(top[q] - m); top[q] = m; }
+            else if (m > top[q]) { total[q] *= exp_f(top[q] - m); top[q] = m; }
             if (targets[q] >= c0 && targets[q] < c0 + width) picked[q] = x[targets[q] - c0];
-            for (int j = 0; j < width; j++) e[j] = expf(x[j] - top[q]);
-            v8 s = {0};  /* summed over eight lanes in a fixed order */
-            int j = 0;
-            for (; j + 8 <= width; j += 8) s += load8(e + j);
-            float sum = 0.0f;
-            for (int l = 0; l < 8; l++) sum += s[l];
-            for (; j < width; j++) sum += e[j];
-            total[q] += sum;
+            for (int j = 0; j < width; j++) e[j] = exp_f(x[j] - top[q]);
+            total[q] += sum_in_eights(e, width);
         }
     }
-    for (int q = 0; q < RB; q++) out[q] = targets[q] < 0 ? 0.0f : picked[q] - top[q] - logf(total[q]);
+    for (int q = 0; q < RB; q++) out[q] = targets[q] < 0 ? 0.0f : picked[q] - top[q] - log_f(total[q]);
 }
 
 /* h (N, K) rows, w_t (K, V): the layer's weight transposed, bias (V) or NULL, targets (N), on up

@@ -1,7 +1,7 @@
 /* The recurrence of a small one-layer LSTM on float32, gates in torch's order (i, f, g, o):
    the per-step work, which oneDNN's LSTM surrounds with a fixed cost larger than the work at
-   these sizes (docs/benchmarks.md). models/native.py builds this file with the machine's C
-   compiler; models/lstm.py calls it and computes the gradients of the inputs and weights from
+   these sizes (docs/benchmarks.md). models/kernels/build.py builds this file with the machine's C
+   compiler; models/kernels/lstm.py calls it and computes the gradients of the inputs and weights from
    dgates with torch.
 
    Layouts, B rows of T steps, G = 4H: x (B, T, I) the inputs; hs (B, T+1, H) the hidden
@@ -10,70 +10,25 @@
    lstm_project computes the part of the input projection that repeats once (a decoder's W_z z
    per row, passed to lstm_forward as `own`); without gradients, lstm_forward_shared also shares
    a sentence's word projection among its k samples (IW-NLL). */
-#include <math.h>
-#include <string.h>
-
-typedef float v8 __attribute__((vector_size(32)));
-
-static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-
-/* y[RB, M] += x[RB, R] · mat[R, M], mat row-major, the rows of x and y xs and ys floats apart.
-   RB rows share each load of mat, 16 columns at a time, in 2·RB independent chains of fused
-   multiply-adds. Every element sums its R products in the order r = 0, 1, ..., whichever block
-   it falls in, so a row's values do not depend on the rows computed beside it. */
-static inline __attribute__((always_inline)) void accumulate_rows(
-        const int RB, const float *restrict x, long xs, int R, const float *restrict mat, int M,
-        float *restrict y, long ys) {
-    int n = 0;
-    for (; n + 16 <= M; n += 16) {
-        v8 lo[RB], hi[RB];
-        for (int q = 0; q < RB; q++) { lo[q] = load8(y + q * ys + n); hi[q] = load8(y + q * ys + n + 8); }
-        for (int r = 0; r < R; r++) {
-            const v8 m0 = load8(mat + (long)r * M + n), m1 = load8(mat + (long)r * M + n + 8);
-            for (int q = 0; q < RB; q++) { const float v = x[q * xs + r]; lo[q] += v * m0; hi[q] += v * m1; }
-        }
-        for (int q = 0; q < RB; q++) { store8(y + q * ys + n, lo[q]); store8(y + q * ys + n + 8, hi[q]); }
-    }
-    for (; n + 8 <= M; n += 8) {
-        v8 a[RB];
-        for (int q = 0; q < RB; q++) a[q] = load8(y + q * ys + n);
-        for (int r = 0; r < R; r++) {
-            const v8 m = load8(mat + (long)r * M + n);
-            for (int q = 0; q < RB; q++) a[q] += x[q * xs + r] * m;
-        }
-        for (int q = 0; q < RB; q++) store8(y + q * ys + n, a[q]);
-    }
-    for (; n < M; n++) {
-        float a[RB];
-        for (int q = 0; q < RB; q++) a[q] = y[q * ys + n];
-        for (int r = 0; r < R; r++) {
-            const float m = mat[(long)r * M + n];
-            for (int q = 0; q < RB; q++) a[q] += x[q * xs + r] * m;
-        }
-        for (int q = 0; q < RB; q++) y[q * ys + n] = a[q];
-    }
-}
+#include "arith.h"
 
 /* out[rows, M] += in[rows, R] · mat[R, M] (row strides ins, outs): four rows at a time, then one. */
 static void accumulate(int rows, const float *restrict in, long ins, int R, const float *restrict mat, int M,
                        float *restrict out, long outs) {
     int b = 0;
-    for (; b + 4 <= rows; b += 4) accumulate_rows(4, in + b * ins, ins, R, mat, M, out + b * outs, outs);
-    for (; b < rows; b++) accumulate_rows(1, in + b * ins, ins, R, mat, M, out + b * outs, outs);
+    for (; b + 4 <= rows; b += 4) accumulate_rows(4, in + b * ins, ins, R, mat, M, M, out + b * outs, outs);
+    for (; b < rows; b++) accumulate_rows(1, in + b * ins, ins, R, mat, M, M, out + b * outs, outs);
 }
 
 /* One row's step from its gates' pre-activations a (4H), in place, to the gates: the cell c from
    c_prev, tanh(c) into tcr and h. c may be c_prev. */
 static inline void cell(int H, float *restrict a, const float *c_prev, float *c, float *restrict tcr,
                         float *restrict h) {
-    /* σ(x) = (1 + tanh(x/2)) / 2: no overflow for any x, where 1 / (1 + exp(-x)) under
-       -ffast-math's approximate reciprocal turns exp's inf into NaN. */
-    for (int n = 0; n < 2 * H; n++) a[n] = 0.5f + 0.5f * tanhf(0.5f * a[n]);
-    for (int n = 2 * H; n < 3 * H; n++) a[n] = tanhf(a[n]);
-    for (int n = 3 * H; n < 4 * H; n++) a[n] = 0.5f + 0.5f * tanhf(0.5f * a[n]);
+    for (int n = 0; n < 2 * H; n++) a[n] = sigmoid_f(a[n]);
+    for (int n = 2 * H; n < 3 * H; n++) a[n] = tanh_f(a[n]);
+    for (int n = 3 * H; n < 4 * H; n++) a[n] = sigmoid_f(a[n]);
     for (int j = 0; j < H; j++) c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j];
-    for (int j = 0; j < H; j++) tcr[j] = tanhf(c[j]);
+    for (int j = 0; j < H; j++) tcr[j] = tanh_f(c[j]);
     for (int j = 0; j < H; j++) h[j] = a[3 * H + j] * tcr[j];
 }
 
@@ -210,4 +165,11 @@ void lstm_forward_shared(int threads, int T, int B, int H, int S, long first, co
             }
         }
     }
+}
+
+/* y[i] = f(x[i]) for the functions of arith.h, f = 0 exp, 1 tanh, 2 σ, 3 log: for tests of their
+   accuracy and of their agreement across build targets. */
+void arith_apply(int f, long n, const float *restrict x, float *restrict y) {
+    for (long i = 0; i < n; i++)
+        y[i] = f == 0 ? exp_f(x[i]) : f == 1 ? tanh_f(x[i]) : f == 2 ? sigmoid_f(x[i]) : log_f(x[i]);
 }

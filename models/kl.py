@@ -1,4 +1,5 @@
-"""Loss-only methods: KL weight schedules (β, linear warm-up, cyclical) and free bits."""
+"""Loss-only methods: KL weight schedules (β, linear warm-up, cyclical) and free bits, with what
+free bits' hinge holds (`free_bits_diagnostics`)."""
 from __future__ import annotations
 
 import torch
@@ -46,3 +47,23 @@ def kl_term(cfg: KLConfig, kl_dims: torch.Tensor) -> torch.Tensor:
     if kind == "fbp":
         return total.clamp(min=lam)
     return total
+
+
+def free_bits_diagnostics(cfg: KLConfig, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float]:
+    """For free bits, over a split's posteriors μ, log σ² (N, D): the mean σ and the share of the
+    hinge's terms held at it (FB: KL_i below λ/D, per sentence and dimension; FBP: the total KL
+    below λ, per sentence), which take no gradient toward the prior (Li et al. Eq. 1)."""
+    kind, lam = cfg.free_bits.kind, cfg.free_bits.lam
+    if kind == "none":
+        return {}
+    kl_dims = kl_per_dim(mu, logvar)
+    held = kl_dims < lam / kl_dims.size(-1) if kind == "fb" else kl_dims.sum(-1) < lam
+    return {"diag/fb_sigma": (0.5 * logvar).exp().mean().item(), "diag/fb_at_hinge": held.float().mean().item()}
+
+
+def free_bits_note(cfg: KLConfig, metrics: dict[str, float]) -> str | None:
+    """The verdict's note on free bits, from a validation's `free_bits_diagnostics`."""
+    if cfg.free_bits.kind == "none" or "diag/fb_at_hinge" not in metrics:
+        return None
+    return (f"{cfg.free_bits.kind}: {metrics['diag/fb_at_hinge']:.0%} of the hinge's terms held at it "
+            f"(λ = {cfg.free_bits.lam:g}), mean σ {metrics['diag/fb_sigma']:.2f}")

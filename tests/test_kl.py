@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from models.config import KLConfig, parse_config
-from models.objective import kl_per_dim, kl_term, kl_weight
+from models.config import KLConfig
+
+from models.resolve import parse_config
+from models.kl import kl_per_dim, kl_term, kl_weight
 
 
 def kl_cfg(**kw):

@@ -1,0 +1,33 @@
+"""Why a run kept its latent or lost it: per validation, the quantity each method's guarantee
+rests on (`collapse_diagnostics`, metrics `diag/...`); per run, one line (`verdict`), so that a
+run whose method was switched off (BN-VAE by its ε, Scale-VAE by a runaway factor) does not read
+like a plain VAE that collapsed."""
+from __future__ import annotations
+
+from models import metrics as M
+from models.kl import free_bits_diagnostics, free_bits_note
+
+
+def collapse_diagnostics(loop) -> dict[str, float]:
+    """The `diag/...` metrics of this validation: the free-bits hinge's hold and each method's own
+    (`Method.diagnose`), from the validation split's posteriors."""
+    if not loop.is_vae:
+        return {}
+    mu, logvar = M.posteriors(loop.model, loop.corpus.valid, batch_size=loop.cfg.data.batch_size, device=loop.device)
+    out = free_bits_diagnostics(loop.cfg.kl, mu, logvar)
+    for method in loop.methods:
+        out.update(method.diagnose(loop, mu, logvar))
+    return out
+
+
+def verdict(loop, test: dict[str, float]) -> str:
+    """One line on the trained model: whether its latent is active (test AU, MI, KL), then what
+    each method that could keep it says of itself."""
+    if not loop.is_vae:
+        return "language model: no latent"
+    dims = loop.cfg.model.latent_dim
+    head = (f"latent active: AU {test['au']:.0f}/{dims}, MI {test['mi']:.2f}" if test["au"] > 0
+            else f"collapsed: AU 0/{dims}, KL {test['kl']:.3g}, MI {test['mi']:.2f}")
+    notes = [note for note in [free_bits_note(loop.cfg.kl, loop.history[-1] if loop.history else {}),
+                               *(method.verdict(loop) for method in loop.methods)] if note]
+    return "; ".join([head, *notes])
