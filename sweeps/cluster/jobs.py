@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets as secrets_module
 import shlex
 import tempfile
 import time
 from pathlib import Path
+from secrets import token_hex
 
 from sweeps.errors import UserError, redact
 
@@ -133,7 +133,7 @@ def _secrets_dir(parent: str, secrets: dict[str, str]) -> str:
     """SECRETS as owner-only files of a new SECRETS_DIR in PARENT, beside a random salt."""
     folder = os.path.join(parent, SECRETS_DIR)
     os.mkdir(folder, mode=0o700)
-    for name, text in {**secrets, "salt": secrets_module.token_hex(32)}.items():
+    for name, text in {**secrets, "salt": token_hex(32)}.items():
         with open(os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
             file.write(text)
     return folder
