@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   install, then run a complete small sweep on the embedded default
-#   make test   install, then run the test suite
+#   make test   install, then run the test suite (CI's command)
+# While editing, `make test-fast` runs every test but the end-to-end ones (minutes, not a quarter hour).
 VENV ?= .venv
 DEMO_NAME ?= demo
 PY := $(VENV)/bin/python
@@ -38,4 +39,7 @@ test: $(VENV)/.installed postgres-server
 	$(PY) -m pytest -q
 	MODELS_NATIVE=off $(PY) -m pytest -q $(TORCH_PATH_TESTS)
 
-.PHONY: install demo test postgres-server
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not e2e"
+
+.PHONY: install demo test test-fast postgres-server

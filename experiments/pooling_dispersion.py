@@ -62,11 +62,13 @@ def figure(results: dict[str, list[dict]], path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sentences", type=int, default=20000, help="synthetic corpus size, split 80/10/10")
     parser.add_argument("--seed", type=int, default=0)
     scale_args(parser, epochs=12, iw_samples=100)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pooling-dispersion-") as cache:
-        base = {"seed": args.seed, "threads": 1, "device": "cpu", "data": {"cache_dir": cache},
+        base = {"seed": args.seed, "threads": 1, "device": "cpu",
+                "data": {"synthetic_sentences": args.sentences, "cache_dir": cache},
                 "train": {"max_epochs": args.epochs},
                 "eval": {"iw_samples": args.iw_samples, "iw_batch": min(args.iw_samples, 100)}}
         results = {label: run(label, preset, base) for label, preset in RUNS.items()}
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     figure(results, plot)
     rows = [[label, str(r["step"]), f"{r['cosine']:.3f}", f"{r['std_mu']:.2e}", f"{r['mi']:.3f}", f"{r['au']:.0f}"]
             for label, runs in results.items() for r in runs]
-    settings = [f"He et al.'s synthetic settings (profile `synthetic`), latent 32, {args.epochs} epochs, "
+    settings = [f"He et al.'s synthetic settings (profile `synthetic`), {args.sentences} sentences (80/10/10), "
+                f"latent 32, {args.epochs} epochs, "
                 f"seed {args.seed}; features and μ over the first 1000 validation sentences"]
     body = "\n".join(["## Per validation", "",
                       markdown_table(["Encoder", "Updates", "cosine", "mean Std[μ]", "val MI", "val AU"], rows), "",

@@ -10,14 +10,25 @@ class UserError(Exception):
 
 
 URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
-SECRET_ASSIGNMENT = re.compile(r"\b([A-Z0-9_]*(?:PASSWORD|TOKEN|SECRET)[A-Z0-9_]*)=(?:'[^']*'|\"[^\"]*\"|\S+)")
-"""An environment-style assignment of a secret: MLFLOW_TRACKING_PASSWORD=..., RAY_AUTH_TOKEN=..."""
+SECRET_NAME = r"(?<![\w.])[A-Za-z0-9_]*(?:PASSWORD|TOKEN|SECRET)[A-Za-z0-9_]*"
+"""A variable or key named for a secret, in any case; not a dotted config key's last part."""
+SECRET_ASSIGNMENT = re.compile(rf"(?i)({SECRET_NAME})=(?:'[^']*'|\"[^\"]*\"|\S+)")
+"""An environment-style assignment of a secret: MLFLOW_TRACKING_PASSWORD=..., ray_auth_token=..."""
+SECRET_ENTRY = re.compile(rf"""(?i)((["']){SECRET_NAME}\2\s*:\s*)(?P<value>"(?:[^"\\]|\\.)*"|'[^']*')""")
+"""A quoted entry of a secret in JSON or a Python mapping: "MLFLOW_TRACKING_PASSWORD": "..." """
 
 
 def redact(text: str) -> str:
     """TEXT with the password of every URL (`http://user:***@host`) and the value of every
-    secret assignment (`MLFLOW_TRACKING_PASSWORD=***`) replaced by ***."""
-    return SECRET_ASSIGNMENT.sub(r"\1=***", URL.sub(lambda match: _without_password(match.group()), text))
+    secret assignment (`MLFLOW_TRACKING_PASSWORD=***`) or quoted entry (`"db_password": "***"`)
+    replaced by ***."""
+    text = URL.sub(lambda match: _without_password(match.group()), text)
+    return SECRET_ASSIGNMENT.sub(r"\1=***", SECRET_ENTRY.sub(_without_value, text))
+
+
+def _without_value(entry: re.Match) -> str:
+    quote = entry.group("value")[0]
+    return f"{entry.group(1)}{quote}***{quote}"
 
 
 def _without_password(url: str) -> str:

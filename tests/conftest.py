@@ -1,10 +1,22 @@
 """Shared fixtures: one real MLflow tracking server and one local Ray per test session, a real
-PostgreSQL server per module that asks; the C kernels' build targets that ran, said at the end."""
+PostgreSQL server per module that asks; the rule that a test using any of them is marked end to end;
+the C kernels' build targets that ran, said at the end."""
 import sys
 
 import pytest
 
 from sweeps import tracking
+
+E2E_FIXTURES = {"mlflow_server", "local_ray", "postgres"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that starts the tracking server, PostgreSQL or Ray without the e2e mark would slow `make
+    test-fast` by a minute: refuse it, by name."""
+    unmarked = [item.nodeid for item in items
+                if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("e2e")]
+    if unmarked:
+        raise pytest.UsageError("mark these @pytest.mark.e2e (they use a server or Ray): " + ", ".join(unmarked))
 
 
 @pytest.fixture(scope="session")

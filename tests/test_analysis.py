@@ -83,6 +83,7 @@ def test_pareto_mask_equals_brute_force(seed):
     assert pareto.pareto_mask(values, modes).tolist() == brute
 
 
+@pytest.mark.e2e
 def test_trial_table_has_every_trial_and_round_trips_through_parquet(logged, tmp_path, capsys):
     out = tmp_path / "t.parquet"
     code, text, _ = _cli(capsys, "trials", "known", "lam-curve", "--out", str(out), "--tracking-uri", logged)
@@ -107,6 +108,7 @@ def test_trial_table_has_every_trial_and_round_trips_through_parquet(logged, tmp
     assert frame.set_index("trial_id").loc["t3", "config.train.lr"] == 0.2
 
 
+@pytest.mark.e2e
 def test_pareto_lists_the_front_and_logs_the_plot(logged, tmp_path, capsys):
     plot = tmp_path / "front.png"
     code, text, _ = _cli(capsys, "pareto", "known", "--out", str(plot), "--tracking-uri", logged)
@@ -120,15 +122,18 @@ def test_pareto_lists_the_front_and_logs_the_plot(logged, tmp_path, capsys):
 
 @pytest.mark.parametrize("criterion, expected", [("nll", ["t0"]), ("au", ["t3"]), ("knee", ["t2"]),
                                                   ("au>=8", ["t2"]), ("au>=2,kl<=3", ["t0"])])
+@pytest.mark.e2e
 def test_rank_by_criterion(logged, criterion, expected):
     ranked = export.rank(trial_table.load(Store(logged), ["known"]), criterion)
     assert ranked["trial_id"].to_pylist()[:len(expected)] == expected
 
 
+@pytest.mark.e2e
 def test_knee_ranks_front_trials_first(logged):
     assert export.rank(trial_table.load(Store(logged), ["known"]), "knee")["trial_id"].to_pylist()[:3] == ["t2", "t0", "t3"]
 
 
+@pytest.mark.e2e
 def test_export_top_k_writes_configs_with_provenance(logged, tmp_path, capsys):
     code, text, _ = _cli(capsys, "export-best", "known", "--criterion", "nll", "--top", "2",
                          "--out", str(tmp_path / "best.yaml"), "--tracking-uri", logged)
@@ -152,6 +157,7 @@ def test_export_top_k_writes_configs_with_provenance(logged, tmp_path, capsys):
     (["export-best", "known", "--criterion", "au>=100"], "no completed trial satisfies au>=100"),
     (["sensitivity", "known", "--objective", "foo"], "metric 'test/foo' was never logged"),
 ])
+@pytest.mark.e2e
 def test_bad_requests_exit_2_with_a_clear_message(logged, capsys, tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
     code, _, err = _cli(capsys, *argv, "--tracking-uri", logged)
@@ -189,6 +195,7 @@ def test_a_tracking_server_that_fails_is_one_line(capsys, tmp_path, monkeypatch,
         web.shutdown()
 
 
+@pytest.mark.e2e
 def test_sensitivity_multi_objective_importances_and_slices(logged, tmp_path, capsys):
     prefix = str(tmp_path / "imp-")
     code, text, _ = _cli(capsys, "sensitivity", "imp", "--prefix", prefix, "--tracking-uri", logged)
@@ -206,6 +213,7 @@ def test_sensitivity_multi_objective_importances_and_slices(logged, tmp_path, ca
     assert {"analysis/imp-slices.png", "analysis/imp-importances.png"} <= logged_files
 
 
+@pytest.mark.e2e
 def test_sensitivity_single_objective_one_parameter_curve_with_seed_spread(logged, tmp_path, capsys):
     prefix = str(tmp_path / "lam-")
     code, text, _ = _cli(capsys, "sensitivity", "lam-curve", "--objective", "nll", "--prefix", prefix,
@@ -216,6 +224,7 @@ def test_sensitivity_single_objective_one_parameter_curve_with_seed_spread(logge
     assert Path(prefix + "curve.png").stat().st_size > 0
 
 
+@pytest.mark.e2e
 def test_report_puts_published_numbers_beside_ours(logged, tmp_path, capsys):
     out = tmp_path / "report.md"
     code, text, _ = _cli(capsys, "report", "known", "--out", str(out), "--tracking-uri", logged)
@@ -233,6 +242,7 @@ def test_report_puts_published_numbers_beside_ours(logged, tmp_path, capsys):
     assert (tmp_path / "report-pareto.png").stat().st_size > 0
 
 
+@pytest.mark.e2e
 def test_exported_trial_reruns_to_its_metrics(real_sweep, mlflow_server, tmp_path, capsys):
     """export-best then `train --config` reproduces the trial: same seed, same numbers."""
     best = tmp_path / "best.yaml"
@@ -247,6 +257,7 @@ def test_exported_trial_reruns_to_its_metrics(real_sweep, mlflow_server, tmp_pat
         assert test[metric] == pytest.approx(trial[f"test/{metric}"], rel=1e-6, abs=1e-6)
 
 
+@pytest.mark.e2e
 def test_confirm_reruns_the_config_over_seeds_as_a_sweep(real_sweep, mlflow_server, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     best = tmp_path / "best.yaml"

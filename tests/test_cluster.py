@@ -37,9 +37,8 @@ from ray.autoscaler._private.util import prepare_config, validate_config  # what
 
 from sweeps import cli, tracking
 from sweeps.cluster import server
-from tests.helpers import session_pids
+from tests.helpers import REPO, session_pids, sweep_runs, sweeps_cli
 
-REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 # Seed replicates of a tiny model whose epochs take about a second here.
 # No --seed: the space searches the seed, and a fixed one would replace every sampled value.
@@ -113,8 +112,7 @@ def cluster():
 
 
 def sweeps(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweeps", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return sweeps_cli(*args, env=env, timeout=timeout)
 
 
 def _trial_on(client: MlflowClient, experiment: str, node_id: str, timeout: float, epochs: int = 1):
@@ -131,6 +129,7 @@ def _trial_on(client: MlflowClient, experiment: str, node_id: str, timeout: floa
     raise AssertionError(f"no trial ran on node {node_id} within {timeout}s")
 
 
+@pytest.mark.e2e
 def test_submitted_sweep_spreads_over_nodes_and_survives_losing_one(cluster, mlflow_server, tmp_path):
     env, address, (head, spare) = cluster
     name = "spread"
@@ -160,7 +159,7 @@ def test_submitted_sweep_spreads_over_nodes_and_survives_losing_one(cluster, mlf
     status = sweeps(env, "status", job, "--address", address)
     assert f"job {job}: SUCCEEDED (sweep {name})" in status.stdout
 
-    parent, children = _sweep_runs(client, name)
+    parent, children = sweep_runs(client, name)
     assert parent.info.status == "FINISHED"
     trial_ids = [r.data.tags[tracking.TRIAL_TAG] for r in children]
     assert len(trial_ids) == len(set(trial_ids)) == 4  # one run per trial, the retried one included
@@ -182,6 +181,7 @@ def test_submitted_sweep_spreads_over_nodes_and_survives_losing_one(cluster, mlf
     assert json.loads((tmp_path / "shared" / name / "sweep.json").read_text())["name"] == name
 
 
+@pytest.mark.e2e
 def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server, tmp_path):
     env, address, (head, spare) = cluster
     spare.kill()  # whether or not the test above ran: the head's one CPU, one trial at a time
@@ -197,7 +197,7 @@ def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server,
     deadline = time.monotonic() + 120
     while "STOPPED" not in sweeps(env, "status", f"sweep-{name}-1", "--address", address).stdout:
         assert time.monotonic() < deadline, "the job did not stop"
-    parent, _ = _sweep_runs(client, name)
+    parent, _ = sweep_runs(client, name)
     assert parent.info.status == "KILLED"  # the driver was interrupted, not killed: it ended its run
 
     resumed = sweeps(env, *submit)
@@ -205,7 +205,7 @@ def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server,
     logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=400)
     assert logs.returncode == 0 and f"sweep '{name}' exists in" in logs.stdout and "resuming it" in logs.stdout, \
         logs.stdout[-3000:]
-    parent, children = _sweep_runs(client, name)
+    parent, children = sweep_runs(client, name)
     assert parent.info.status == "FINISHED" and len(children) == 3
     assert first.info.run_id in {r.info.run_id for r in children}  # continued, not recreated
     for run in children:
@@ -215,8 +215,10 @@ def test_stopped_sweep_is_resumed_by_submitting_it_again(cluster, mlflow_server,
     assert finished.returncode == 2 and "already finished" in finished.stderr
 
 
-def test_a_job_that_never_started_its_sweep_leaves_the_next_to_run_it(cluster, mlflow_server, tmp_path):
+@pytest.mark.e2e
+def test_a_job_that_never_started_its_sweep_leaves_the_next_to_run_it(cluster, auth_server, tmp_path, monkeypatch):
     env, address, (head, spare) = cluster
+    uri, port, _, admin_env = auth_server
     name = "unstarted"
     # A job of the sweep that died before its driver got anywhere, as one stopped while pending,
     # one whose runtime environment failed or one interrupted in its first seconds (status 130).
@@ -226,98 +228,132 @@ def test_a_job_that_never_started_its_sweep_leaves_the_next_to_run_it(cluster, m
     deadline = time.monotonic() + 300
     while "FAILED" not in sweeps(env, "status", f"sweep-{name}-1", "--address", address).stdout:
         assert time.monotonic() < deadline, died.stdout + died.stderr
-    # A user:password in the URI goes to the job's environment, not its entrypoint (this server ignores them).
-    with_password = mlflow_server.replace("http://", "http://sweeps:job-password-1@")
+    # The nodes hold no MLflow credentials: the job's driver and trials write with those of the
+    # URI, which reach them in a file shipped with the job, never in its description.
+    password = "job/p@ss:" + secrets.token_hex(8)
+    assert make_user(uri, admin_env, "jobs", password).returncode == 0
+    with_password = f"http://jobs:{urllib.parse.quote(password, safe='')}@127.0.0.1:{port}"
     submit = ["submit", *SWEEP, "--trials", "2", "--epochs", "2", "--name", name, "--address", address,
               "--storage", str(tmp_path / "shared"), "--tracking-uri", with_password]
     again = sweeps(env, *submit)
     assert again.returncode == 0 and f"sweep-{name}-2" in again.stdout, again.stderr
     described = sweeps(env, "status", f"sweep-{name}-2", "--address", address).stdout
-    assert f"--tracking-uri {mlflow_server}" in described and "job-password-1" not in described, described
+    assert f"--tracking-uri {uri}" in described, described
     logs = sweeps(env, "logs", f"sweep-{name}-2", "--follow", "--address", address, timeout=900)
     assert logs.returncode == 0 and f"Sweep {name}: 2 trials" in logs.stdout, logs.stdout[-3000:]
-    parent, children = _sweep_runs(MlflowClient(mlflow_server), name)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+    client = MlflowClient(uri)
+    parent, children = sweep_runs(client, name)
     assert parent.info.status == "FINISHED" and len(children) == 2
+    # The driver made the sweep's experiment as the URI's user, its manager since.
+    permission = get_app_client("basic-auth", tracking_uri=uri).get_user_permission(
+        "jobs", "experiment", parent.info.experiment_id)
+    assert permission.permission == "MANAGE"
+
+    # What the Jobs API shows of the job (its runtime environment included) and its log.
+    listed = subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert f"sweep-{name}-2" in listed.stdout and tracking.CREDENTIALS_FILE_ENV in listed.stdout, listed.stderr
+    seen = {"job list": listed.stdout + listed.stderr, "job status": described, "job log": logs.stdout}
+    for run in [parent, *children]:
+        seen.update({f"{run.info.run_name} params": json.dumps(run.data.params),
+                     f"{run.info.run_name} tags": json.dumps(run.data.tags)})
+        folder = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id)))
+        seen.update({f"{run.info.run_name} {path.relative_to(folder)}": path.read_bytes().decode(errors="replace")
+                     for path in folder.rglob("*") if path.is_file()})
+    assert len([key for key in seen if "config.yaml" in key]) == 2  # every trial's artifacts were read
+    assert [where for where, text in seen.items()
+            if password in text or urllib.parse.quote(password, safe="") in text] == []
 
 
-def _sweep_runs(client: MlflowClient, name: str):
-    runs = tracking.load_runs(client.tracking_uri, name)
-    parents = [r for r in runs if tracking.PARENT_TAG not in r.data.tags]
-    assert len(parents) == 1
-    return parents[0], [r for r in runs if tracking.PARENT_TAG in r.data.tags]
+ADMIN_PASSWORD = "test-admin-password-1"
 
 
-def test_tracking_server_binds_where_told_and_requires_basic_auth(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    """A basic-auth tracking server run by `sweeps server` from a folder of its own: (its URI,
+    port, folder, and the environment its admin's password is in)."""
+    root = tmp_path_factory.mktemp("auth")
     port = tracking.free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
-           "MLFLOW_AUTH_ADMIN_PASSWORD": "test-admin-password-1"}
-    (tmp_path / "store").mkdir()
+           "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    (root / "store").mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "sweeps", "server", "--port", str(port), "--app-name", "basic-auth",
-                             "--backend-store-uri", f"sqlite:///{tmp_path / 'store' / 'runs.db'}",
-                             "--artifacts-destination", str(tmp_path / "artifacts")],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             "--backend-store-uri", f"sqlite:///{root / 'store' / 'runs.db'}",
+                             "--artifacts-destination", str(root / "artifacts")],
+                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        uri = tracking.Server(f"http://127.0.0.1:{port}", proc).ready()
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
-        assert refused.value.code == 401
-        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "test-admin-password-1")
-        client = MlflowClient(uri)
-        run = client.create_run(client.create_experiment("auth"))
-        client.log_text(run.info.run_id, "hello", "note.txt")
-        assert (tmp_path / "store" / "runs.db").exists() and list((tmp_path / "artifacts").rglob("note.txt"))
-        assert (tmp_path / "basic_auth.db").exists()  # users live where the server was started
-        assert _listening(port) == {"127.0.0.1"}  # the default host: loopback, nothing else
-
-        # The nodes' user, made by the admin as cluster.yaml does; run again, it takes the new password.
-        password = "worker/p@ss:2"  # characters a URI must escape
-        for given, done in (("worker-password-1", "created"), (password, "updated")):
-            made = sweeps({**env, "MLFLOW_TRACKING_USERNAME": "sweeps", "MLFLOW_TRACKING_PASSWORD": given},
-                          "tracking-user", "--tracking-uri", uri)
-            assert made.returncode == 0 and f"MLflow user 'sweeps' {done}" in made.stdout, made.stderr
-        as_admin = sweeps({**env, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "x" * 12},
-                          "tracking-user", "--tracking-uri", uri)
-        assert as_admin.returncode == 2 and "'admin' is an admin" in as_admin.stderr
-        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "sweeps")
-        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
-        with pytest.raises(MlflowException, match="403"):  # not an admin: no user management
-            get_app_client("basic-auth", tracking_uri=uri).create_user("intruder", "intruder-password")
-        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "test-admin-password-1")
-
-        # A sweep through the credentials: refused in one line before Ray starts when they are
-        # wrong; with the right ones, given in the URI, its trial writes its epochs and test
-        # metrics through them, and nothing it recorded or printed holds the password.
-        tiny = ["run", *SWEEP, "--trials", "1", "--epochs", "1"]
-        stored = {**env, "SWEEPS_STORAGE": str(tmp_path / "sweeps")}
-        wrong = sweeps({**stored, "MLFLOW_TRACKING_USERNAME": "sweeps", "MLFLOW_TRACKING_PASSWORD": "wrong"}, *tiny,
-                       "--tracking-uri", uri, "--name", "auth-wrong", timeout=900)
-        assert wrong.returncode == 2 and "401" in wrong.stderr, wrong.stderr
-        assert wrong.stderr.strip().splitlines()[-1].startswith(f"error: tracking server {uri}: ")
-        with_password = f"http://sweeps:{urllib.parse.quote(password, safe='')}@127.0.0.1:{port}"
-        right = sweeps(stored, *tiny, "--tracking-uri", with_password, "--name", "auth-sweep", timeout=1200)
-        assert right.returncode == 0, right.stdout[-3000:] + right.stderr[-3000:]
-        parent, (trial,) = _sweep_runs(client, "auth-sweep")
-        assert parent.info.status == "FINISHED" and trial.info.status == "FINISHED"
-        assert [m.step for m in client.get_metric_history(trial.info.run_id, "val/neg_elbo")] == [1]
-        assert "test/nll" in trial.data.metrics
-        assert f"--tracking-uri http://sweeps:***@127.0.0.1:{port}" in parent.data.tags["mlflow.note.content"]
-        record = json.loads((tmp_path / "sweeps" / "auth-sweep" / "sweep.json").read_text())
-        assert record["tracking_uri"] == uri
-        summary = Path(client.download_artifacts(parent.info.run_id, "summary.txt", str(tmp_path))).read_text()
-        exported = sweeps(env, "export-best", "auth-sweep", "--out", str(tmp_path / "best.yaml"),
-                          "--tracking-uri", with_password)
-        assert exported.returncode == 0, exported.stderr
-        config = (tmp_path / "best.yaml").read_text()
-        assert "--tracking-uri http://sweeps:***@" in config and f"tracking: {uri}" in config
-        seen = [*parent.data.tags.values(), *parent.data.params.values(), json.dumps(record), summary,
-                right.stdout, right.stderr, config]
-        assert not [text for text in seen if password in text or urllib.parse.quote(password, safe="") in text]
+        yield tracking.Server(f"http://127.0.0.1:{port}", proc).ready(), port, root, env
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+def make_user(uri: str, admin_env: dict, username: str, password: str) -> subprocess.CompletedProcess:
+    """`sweeps tracking-user`, as the admin, for USERNAME with PASSWORD."""
+    return sweeps({**admin_env, "MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password},
+                  "tracking-user", "--tracking-uri", uri)
+
+
+@pytest.mark.e2e
+def test_tracking_server_binds_where_told_and_requires_basic_auth(auth_server, tmp_path, monkeypatch):
+    uri, port, root, env = auth_server
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
+    assert refused.value.code == 401
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("auth"))
+    client.log_text(run.info.run_id, "hello", "note.txt")
+    assert (root / "store" / "runs.db").exists() and list((root / "artifacts").rglob("note.txt"))
+    assert (root / "basic_auth.db").exists()  # users live where the server was started
+    assert _listening(port) == {"127.0.0.1"}  # the default host: loopback, nothing else
+
+    # The nodes' user, made by the admin as cluster.yaml does; run again, it takes the new password.
+    password = "worker/p@ss:2"  # characters a URI must escape
+    for given, done in (("worker-password-1", "created"), (password, "updated")):
+        made = make_user(uri, env, "sweeps", given)
+        assert made.returncode == 0 and f"MLflow user 'sweeps' {done}" in made.stdout, made.stderr
+    as_admin = make_user(uri, env, "admin", "x" * 12)
+    assert as_admin.returncode == 2 and "'admin' is an admin" in as_admin.stderr
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "sweeps")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    with pytest.raises(MlflowException, match="403"):  # not an admin: no user management
+        get_app_client("basic-auth", tracking_uri=uri).create_user("intruder", "intruder-password")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+
+    # A sweep through the credentials: refused in one line before Ray starts when they are
+    # wrong; with the right ones, given in the URI, its trial writes its epochs and test
+    # metrics through them, and nothing it recorded or printed holds the password.
+    tiny = ["run", *SWEEP, "--trials", "1", "--epochs", "1"]
+    stored = {**env, "SWEEPS_STORAGE": str(tmp_path / "sweeps")}
+    wrong = sweeps({**stored, "MLFLOW_TRACKING_USERNAME": "sweeps", "MLFLOW_TRACKING_PASSWORD": "wrong"}, *tiny,
+                   "--tracking-uri", uri, "--name", "auth-wrong", timeout=900)
+    assert wrong.returncode == 2 and "401" in wrong.stderr, wrong.stderr
+    assert wrong.stderr.strip().splitlines()[-1].startswith(f"error: tracking server {uri}: ")
+    with_password = f"http://sweeps:{urllib.parse.quote(password, safe='')}@127.0.0.1:{port}"
+    right = sweeps(stored, *tiny, "--tracking-uri", with_password, "--name", "auth-sweep", timeout=1200)
+    assert right.returncode == 0, right.stdout[-3000:] + right.stderr[-3000:]
+    parent, (trial,) = sweep_runs(client, "auth-sweep")
+    assert parent.info.status == "FINISHED" and trial.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(trial.info.run_id, "val/neg_elbo")] == [1]
+    assert "test/nll" in trial.data.metrics
+    assert f"--tracking-uri http://sweeps:***@127.0.0.1:{port}" in parent.data.tags["mlflow.note.content"]
+    record = json.loads((tmp_path / "sweeps" / "auth-sweep" / "sweep.json").read_text())
+    assert record["tracking_uri"] == uri
+    summary = Path(client.download_artifacts(parent.info.run_id, "summary.txt", str(tmp_path))).read_text()
+    exported = sweeps(env, "export-best", "auth-sweep", "--out", str(tmp_path / "best.yaml"),
+                      "--tracking-uri", with_password)
+    assert exported.returncode == 0, exported.stderr
+    config = (tmp_path / "best.yaml").read_text()
+    assert "--tracking-uri http://sweeps:***@" in config and f"tracking: {uri}" in config
+    seen = [*parent.data.tags.values(), *parent.data.params.values(), json.dumps(record), summary,
+            right.stdout, right.stderr, config]
+    assert not [text for text in seen if password in text or urllib.parse.quote(password, safe="") in text]
 
 
 def _listening(port: int) -> set[str]:
@@ -334,6 +370,7 @@ def _listening(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.e2e
 def test_exposed_server_without_auth_warns():
     assert server.is_loopback("127.0.0.1") and server.is_loopback("localhost") and server.is_loopback("::1")
     assert not server.is_loopback("0.0.0.0")

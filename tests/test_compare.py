@@ -64,6 +64,7 @@ def colour_pixels(png, colour: str) -> int:
     return int((np.abs(image - np.array(matplotlib.colors.to_rgb(colour))).max(-1) < 0.02).sum())
 
 
+@pytest.mark.e2e
 def test_compare_plots_both_fronts_and_its_hypervolumes_follow_from_the_trial_tables(logged, tmp_path, capsys):
     plot = tmp_path / "cmp.png"
     code, text, err = _cli(capsys, "compare", *SWEEPS, "--group", "fb=cmp-fb-*", "--group", "bn=cmp-bn-0,cmp-bn-1",
@@ -112,6 +113,7 @@ def test_compare_plots_both_fronts_and_its_hypervolumes_follow_from_the_trial_ta
         assert {"analysis/cmp.png", "analysis/cmp.txt"} <= logged_files
 
 
+@pytest.mark.e2e
 def test_ranking_sweeps_of_very_different_budgets_is_refused(logged, tmp_path, capsys):
     out = ["--out", str(tmp_path / "c.png"), "--tracking-uri", logged]
     code, text, err = _cli(capsys, "compare", "cmp-fb-0", "cmp-tiny", *out)
@@ -141,6 +143,7 @@ def test_equalise_counts_the_first_trials_to_the_boundary_nearest_the_budget():
     assert compare.spent(trials, "wall-time") == 6.0  # unknown times count 0
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("argv, message", [
     (["cmp-fb-0", "--group", "fb"], "expected LABEL=SWEEP"),
     (["cmp-fb-0", "--group", "fb=nope-*"], "matches none of the sweeps compared"),

@@ -2,6 +2,7 @@
 and a tracking URI's user:password moved into the environment MLflow reads; the TLS settings
 MLflow's client takes from the environment hold for our own calls too."""
 import http.server
+import os
 import ssl
 import subprocess
 import threading
@@ -26,6 +27,12 @@ from sweeps.tracking import split_credentials
      "export RAY_AUTH_TOKEN=*** MLFLOW_FLASK_SERVER_SECRET_KEY=***"),
     ('{"tracking_uri": "http://sweeps:hunter2@10.0.0.5:5000", "seed": 0}',
      '{"tracking_uri": "http://sweeps:***@10.0.0.5:5000", "seed": 0}'),
+    # JSON (a job's runtime environment as the Jobs API returns it) and a Python mapping's repr.
+    ('{"env_vars": {"MLFLOW_TRACKING_PASSWORD": "hun\\"ter 2", "MLFLOW_TRACKING_USERNAME": "sweeps"}}',
+     '{"env_vars": {"MLFLOW_TRACKING_PASSWORD": "***", "MLFLOW_TRACKING_USERNAME": "sweeps"}}'),
+    ("{'db_password': 'hunter 2', 'Token' : 'abc'}", "{'db_password': '***', 'Token' : '***'}"),
+    # Lower case, as some tools name their variables.
+    ("mlflow_tracking_password=hunter2 python -m sweeps run", "mlflow_tracking_password=*** python -m sweeps run"),
 ])
 def test_redact_hides_passwords_and_secret_values(text, expected):
     assert redact(text) == expected
@@ -36,6 +43,8 @@ def test_redact_hides_passwords_and_secret_values(text, expected):
     "postgresql://sweeps@db/mlflow",  # a user without a password: nothing secret
     "python -m sweeps run fb.yaml --set kl.free_bits.lam=5 --name fb-1",
     "MLFLOW_TRACKING_USERNAME=sweeps MLFLOW_TRACKING_URI=http://10.0.0.5:5000",
+    '{"MLFLOW_TRACKING_USERNAME": "sweeps", "SWEEPS_TRACKING_CREDENTIALS": "sweeps_job_secrets/mlflow.json"}',
+    "python -m sweeps run fb.yaml --set data.token_budget=5",  # a dotted config key, not a secret
 ])
 def test_redact_leaves_text_without_secrets_alone(text):
     assert redact(text) == text
@@ -47,6 +56,21 @@ def test_a_uris_credentials_become_mlflows_environment_variables():
     assert env == {"MLFLOW_TRACKING_USERNAME": "sweeps", "MLFLOW_TRACKING_PASSWORD": "p@ss/w:"}
     assert split_credentials("http://10.0.0.5:5000") == ("http://10.0.0.5:5000", {})
     assert split_credentials("http://sweeps@10.0.0.5:5000") == ("http://sweeps@10.0.0.5:5000", {})
+
+
+def test_a_credentials_file_on_the_python_path_becomes_mlflows_environment_variables(tmp_path, monkeypatch):
+    """As a Ray job's driver and workers find the file its py_modules shipped (cluster.jobs)."""
+    (tmp_path / "shipped").mkdir()
+    credentials = {"MLFLOW_TRACKING_USERNAME": "sweeps", "MLFLOW_TRACKING_PASSWORD": "p@ss w"}
+    (tmp_path / "shipped" / "mlflow.json").write_text(tracking.credentials_file_text(credentials))
+    for key in tracking.CREDENTIALS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv(tracking.CREDENTIALS_FILE_ENV, "shipped/mlflow.json")
+    with pytest.raises(tracking.TrackingError, match="shipped/mlflow.json not found in any folder of the Python path"):
+        tracking.client.connect("http://127.0.0.1:5000")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tracking.client.connect("http://127.0.0.1:5000")
+    assert {key: os.environ[key] for key in tracking.CREDENTIALS} == credentials
 
 
 @pytest.fixture

@@ -1,10 +1,18 @@
-"""The experiments' shared pieces: configs from presets with per-method changes, and the tables."""
+"""The experiments: their shared pieces (configs from presets with per-method changes, the
+tables, the results files' header), and each entry point run end to end on a tiny budget."""
 import sys
+from pathlib import Path
 
+import pytest
+
+from experiments import (collapse_table, pooling_dispersion, posterior_mean_space, ptb_table, report, scale_nll,
+                         trace_run)
 from experiments.ptb_table import data_setting
 from experiments.report import REPO, header, method_table, seed_table
 from experiments.runs import method_config
 from models import parse_config
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_method_config_layers_base_preset_lengths_then_overrides():
@@ -61,3 +69,75 @@ def test_joint_vs_single_spaces_are_the_joint_entries_each_alone(tmp_path):
     assert untried({"method": "scale-fb"}, joint) == "scale + kl.free_bits.kind=fb"
     assert untried({"method": "scale", "config.model.pooling": "max"}, joint) == "scale with max pooling"
     assert untried({"method": "bn", "config.model.pooling": "max"}, joint) == ""
+# Every entry point behind docs/results, on a budget of seconds: a script that no longer runs
+# against today's `models` fails here, not when someone next needs its table. Their files go
+# to a temporary folder, not docs/results.
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    for module in (report, collapse_table, pooling_dispersion, posterior_mean_space, ptb_table):
+        monkeypatch.setattr(module, "RESULTS", tmp_path)
+    return tmp_path
+
+
+SYNTHETIC = ["--sentences", "200", "--epochs", "1", "--iw-samples", "2"]
+
+
+@pytest.mark.e2e
+def test_collapse_table_runs_every_method_asked_for(results):
+    # aggressive and scale: the two methods the experiment changes (OVERRIDES), and the line it
+    # adds for aggressive training.
+    collapse_table.main([*SYNTHETIC, "--latent-dim", "2", "--methods", "vae,aggressive,scale", "--seeds", "1"])
+    table = (results / "collapse_table.md").read_text()
+    assert all(f"| {method} |" in table for method in ("vae", "aggressive", "scale"))
+    assert "Aggressive mode" in table and (results / "collapse_table_nll_au.png").stat().st_size > 0
+    assert len((results / "collapse_table_runs.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.e2e
+def test_ptb_table_splits_the_test_file_and_runs_the_language_model_too(results, tmp_path):
+    data = tmp_path / "ptb"
+    data.mkdir()
+    sentences = (FIXTURES / "tiny.train.txt").read_text()
+    (data / "ptb.valid.txt").write_text(sentences)
+    (data / "ptb.test.txt").write_text(sentences * 2)  # each half: validation, test
+    ptb_table.main(["--data-dir", str(data), "--split-dir", str(tmp_path / "split"), "--methods", "lm,vae",
+                    "--seeds", "1", "--epochs", "1", "--iw-samples", "2", "--emb", "8", "--hidden", "8",
+                    "--latent-dim", "2", "--max-vocab", "50"])
+    table = (results / "ptb_table.md").read_text()
+    assert "| lm |" in table and "| vae |" in table and (results / "ptb_table_nll_au.png").stat().st_size > 0
+    halves = [(tmp_path / "split" / f"ptb.test.{half}-half.txt").read_text() for half in ("first", "second")]
+    assert "".join(halves) == (data / "ptb.test.txt").read_text()
+
+
+@pytest.mark.e2e
+def test_pooling_dispersion_traces_both_encoders(results):
+    pooling_dispersion.main(SYNTHETIC)
+    table = (results / "pooling_dispersion.md").read_text()
+    # The initial model and one validation for each encoder.
+    assert sum(line.startswith(("| last (anneal)", "| max pooling")) for line in table.splitlines()) == 4
+    assert (results / "pooling_dispersion.png").stat().st_size > 0
+
+
+@pytest.mark.e2e
+def test_posterior_mean_space_snapshots_both_methods(results):
+    posterior_mean_space.main([*SYNTHETIC, "--every", "5", "--snapshots", "5", "--points", "20",
+                               "--grid=-2,2,0.5"])
+    table = (results / "posterior_mean_space.md").read_text()
+    assert "| vae |" in table and "| aggressive |" in table and "Aggressive mode stayed on" in table
+    assert (results / "posterior_mean_space.png").stat().st_size > 0
+
+
+@pytest.mark.e2e
+def test_trace_run_prints_a_line_per_validation_and_the_test(capsys):
+    trace_run.main(["vae", "--epochs", "2", "--set", "data.synthetic_sentences=200"])
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in out[:2]] == [["validation", "1"], ["validation", "2"]]
+    assert out[-1].startswith("test (50 IW samples): NLL")
+
+
+@pytest.mark.e2e
+def test_scale_nll_scores_both_readings_at_every_k(results):
+    scale_nll.main(["--sentences", "200", "--epochs", "1", "--test-sentences", "10", "--samples", "2,4"])
+    table = (results / "scale_nll.md").read_text()
+    assert [line.split("|")[1:3] for line in table.splitlines() if line.startswith(("| trained", "| decoder"))] == [
+        [" trained ", " 2 "], [" trained ", " 4 "], [" decoder ", " 2 "], [" decoder ", " 4 "]]

@@ -1,18 +1,20 @@
 """Successive halving on every objective: a trial that keeps its latent (high AU, slightly
 worse loss) survives a rung that ASHA on the loss alone would stop it at."""
+import os
 import signal
-import sys
-import tempfile
-from pathlib import Path
+import threading
+import time
 
-from ray import cloudpickle, tune
+import pytest
+from mlflow import MlflowClient
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
+from sweeps import cli, engine, tracking
 from sweeps.engine.halving import ObjectiveHalving, milestones, promising, rung_metrics
 from sweeps.space import Objective
+from tests.helpers import LR, epochs_logged, sweep_runs, write_space
 
-cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import a test module
 NLL_AU = rung_metrics([Objective("test/nll", "min"), Objective("test/au", "max")])
 
 
@@ -63,48 +65,65 @@ def test_scheduler_decides_once_per_rung_on_the_highest_rung_passed():
     assert scheduler.on_trial_result(None, bad, {"epoch": 1, "trial_status": "completed"}) == TrialScheduler.CONTINUE
 
 
-def _epochs(config):
-    """A trial whose validation loss is its `loss` every epoch, checkpointed as a sweep's is."""
-    start = 0
-    if tune.get_checkpoint():
-        with tune.get_checkpoint().as_directory() as path:
-            start = int((Path(path) / "epoch").read_text())
-    for epoch in range(start + 1, 4):
-        with tempfile.TemporaryDirectory() as path:
-            (Path(path) / "epoch").write_text(str(epoch))
-            tune.report({"epoch": epoch, "val/neg_elbo": config["loss"]}, checkpoint=tune.Checkpoint.from_directory(path))
+def _interrupt_when(uri: str, name: str, ready, done: threading.Event) -> None:
+    """Ctrl-C to this process (SIGINT, which Tune's fit handles: stop, save, return) once
+    READY(trial runs) holds for sweep NAME, read from its tracking server; unless DONE first."""
+    client = MlflowClient(uri)
+
+    def watch():
+        while not done.is_set():
+            experiment = client.get_experiment_by_name(name)
+            runs = [r for r in client.search_runs([experiment.experiment_id]) if tracking.PARENT_TAG in r.data.tags] \
+                if experiment else []
+            if ready(runs):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
-class _InterruptAfter(tune.Callback):
-    """Ctrl-C, as the driver turns SIGTERM into, once `count` trials have ended."""
-
-    def __init__(self, count: int):
-        self.count, self.ended = count, 0
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self.ended += 1
-        if self.ended == self.count:
-            signal.raise_signal(signal.SIGINT)
+def _outcomes(client: MlflowClient, name: str) -> dict[float, tuple[str, list[int]]]:
+    """Sweep NAME's trials by learning rate: outcome and epochs logged."""
+    return {float(r.data.params["train.lr"]): (r.data.tags.get("trial_status"), epochs_logged(client, r))
+            for r in sweep_runs(client, name)[1]}
 
 
-def _last_epochs(tmp_path, interrupt_after: int | None) -> dict[float, int]:
-    """Loss -> last epoch trained, for trials that reach rung 1 in a fixed order."""
-    scheduler = ObjectiveHalving({"val/neg_elbo": "min"}, grace=1, eta=3, max_t=2)  # one rung, at epoch 1
-    callbacks = [scheduler.keeper] + ([_InterruptAfter(interrupt_after)] if interrupt_after else [])
-    name = f"halving-{interrupt_after}"
-    tuner = tune.Tuner(_epochs, param_space={"loss": tune.grid_search([1.0, 2.0, 3.0, 4.0, 0.5])},
-                       tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1),
-                       run_config=tune.RunConfig(name=name, storage_path=str(tmp_path), verbose=0, callbacks=callbacks))
-    grid = tuner.fit()
-    if interrupt_after:
-        assert sum(r.metrics.get("epoch") == 3 for r in grid) < 5  # stopped with trials left
-        grid = tune.Tuner.restore(str(tmp_path / name), _epochs, resume_unfinished=True).fit()
-    return {r.config["loss"]: r.metrics["epoch"] for r in grid}
+@pytest.mark.e2e
+def test_a_resumed_sweep_prunes_as_an_uninterrupted_one(tmp_path, monkeypatch, mlflow_server, local_ray):
+    """`sweeps run`, Ctrl-C between two trials, `sweeps resume`: the trial after the interrupt is
+    judged at its rung against those before it, as in a sweep never interrupted (Tune does not
+    save a scheduler's rungs; the RungKeeper engine.fit adds to the run's callbacks does)."""
+    monkeypatch.chdir(tmp_path)
+    # One trial at a time, seeded: TPE's first trials are drawn at random, the same in both
+    # sweeps. One rung, at epoch 1 of 3 (η = 3); 4000 sentences make an epoch last seconds.
+    space = write_space(tmp_path / "rungs.yaml", LR, trials=4, epochs=3, max_concurrent=1,
+                        objectives=[{"metric": "test/nll", "mode": "min"}], fixed={"data.synthetic_sentences": 4000})
+    client = MlflowClient(mlflow_server)
+    run = ["run", space, "--seed", "4", "--tracking-uri", mlflow_server]
+    assert cli.main([*run, "--name", "straight"]) == 0
+    straight = _outcomes(client, "straight")
+    order = [t.params["train.lr"] for t in engine.load_study(str(tmp_path / "sweep_results" / "straight")).trials]
+    # The third trial is stopped at the rung among three: alone at an empty rung it would go on.
+    assert straight[order[2]] == ("pruned", [1]), (order, straight)
 
+    def third_started(runs) -> bool:
+        """Two trials ended; the third has its run and params but has logged no epoch yet."""
+        running = [r for r in runs if r.info.status == "RUNNING"]
+        return (len(runs) == 3 and len(running) == 1 and running[0].data.tags.get("trial_status") == "running"
+                and "train.lr" in running[0].data.params and "val/neg_elbo" not in running[0].data.metrics)
 
-def test_a_resumed_sweep_prunes_as_an_uninterrupted_one(tmp_path, local_ray):
-    straight = _last_epochs(tmp_path, None)
-    # 1.0 goes on alone; 2.0, 3.0 and 4.0 are behind it (one kept per three); 0.5 leads.
-    assert straight == {1.0: 3, 2.0: 1, 3.0: 1, 4.0: 1, 0.5: 3}
-    # Stopped after 2.0 and 3.0 were pruned: with empty rungs 4.0 would have gone on alone.
-    assert _last_epochs(tmp_path, interrupt_after=3) == straight
+    done = threading.Event()
+    _interrupt_when(mlflow_server, "resumed", third_started, done)
+    try:
+        assert cli.main([*run, "--name", "resumed"]) == 130
+    finally:
+        done.set()
+    # Exactly the third was interrupted, before Tune judged it at its rung: it may have logged its
+    # first epoch, but Tune, which holds its report until it has judged it, had not yet.
+    interrupted = _outcomes(client, "resumed")
+    outcome, logged = interrupted.pop(order[2])
+    assert interrupted == {lr: straight[lr] for lr in order[:2]} and outcome == "running" and logged in ([], [1])
+
+    assert cli.main(["resume", "resumed"]) == 0
+    assert _outcomes(client, "resumed") == straight

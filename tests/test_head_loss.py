@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
@@ -103,6 +104,7 @@ def _recorded(client: MlflowClient) -> dict:
             for r in runs}
 
 
+@pytest.mark.e2e
 def test_a_sweep_survives_losing_its_head(postgres, tmp_path, monkeypatch, capsys):
     shared = tmp_path / "shared"  # as /mnt/shared: every node's, and the next head's
     env = {**os.environ, **pg.WORKER, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),

@@ -5,11 +5,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
 
-from tests.test_sweep_run import LR, REPO, write_space
+from tests.helpers import LR, REPO, write_space
 
 CPUS, GPUS = os.cpu_count(), torch.cuda.device_count()
 
@@ -100,40 +101,69 @@ CASES = [
      ["blank.valid.txt: contains no words"]),
     ("train-config-duplicate-key", ["train", "--out", "out", "--config", "dup-config.yaml"],
      ["dup-config.yaml: line 3", "duplicate key 'lr'"]),
+    ("train-dataset-missing", ["train", "--out", "out", "--dataset", "missing/corpus"],
+     ["missing/corpus.train.txt: file not found"]),
+    # options of `train`
+    ("train-set-unknown-key", ["train", "--out", "out", "--set", "model.latnt_dim=3"], ["model.latnt_dim"]),
+    ("train-method-unknown", ["train", "--out", "out", "--method", "nope"], ["unknown method 'nope'"]),
 ]
 
-# Each case through the CLI's entry point in one fresh interpreter, which then reports whether
-# anything started: Ray in it, a child process (the MLflow server), MLflow imported at all.
+# Each case through the CLI's entry point in one fresh interpreter, which reports after each
+# case what it started or wrote. Ray and the MLflow server are stopped again when a command
+# ends, by error too, so what shows whether one started is what outlives it: a Ray session
+# folder (under RAY_TMPDIR), the CPU time of child processes that ran and were reaped, children
+# still alive, files in the folder the cases run in, and the time the case took.
 SCRIPT = """
-import contextlib, io, json, os, sys
+import contextlib, io, json, os, resource, sys, time
+from pathlib import Path
 import ray
 from sweeps.cli import main
-results = []
-for case in json.loads(sys.argv[1]):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        results.append([main(case), err.getvalue()])
-children = [p for p in os.listdir("/proc") if p.isdigit() and p != str(os.getpid())
+
+def children():
+    return [p for p in os.listdir("/proc") if p.isdigit() and p != str(os.getpid())
             and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid())]
-print(json.dumps({"results": results, "ray": ray.is_initialized(), "children": children,
-                  "mlflow": "mlflow" in sys.modules}))
+
+def children_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+def paths():
+    return {str(p) for p in Path(".").rglob("*")}
+
+for case in json.loads(sys.argv[1]):
+    err, before, cpu, start = io.StringIO(), paths(), children_seconds(), time.monotonic()
+    with contextlib.redirect_stderr(err):
+        code = main(case)
+    print(json.dumps({"code": code, "stderr": err.getvalue(), "seconds": time.monotonic() - start,
+                      "ray": ray.is_initialized(), "ray_sessions": os.listdir(os.environ["RAY_TMPDIR"]),
+                      "children": children(), "children_seconds": children_seconds() - cpu,
+                      "written": sorted(paths() - before), "mlflow": "mlflow" in sys.modules}), flush=True)
 """
+REFUSAL_S = 30
+"""Imports included (torch takes seconds on a busy machine): a tracking server's start or
+MLflow's retries (minutes) take longer."""
+CHILD_CPU_S = 0.5
+"""CPU time children may have used: a C compiler's version query (models.kernels) takes
+milliseconds; a Python child, such as a server's guard or Ray's processes, takes longer to start."""
 
 
 @pytest.fixture(scope="module")
 def refused(tmp_path_factory):
-    """(the folder the cases ran in, {case: (exit status, stderr)}, what was started)."""
+    """{case: what the interpreter reported after it}."""
     tmp = tmp_path_factory.mktemp("inputs")
     for name, text in FILES.items():
         (tmp / name).write_bytes(text if isinstance(text, bytes) else text.encode())
     (tmp / "adir").mkdir()
     (tmp / "dir.train.txt").mkdir()
     write_space(tmp / "lr.yaml", LR)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps([argv for _, argv, _ in CASES])], cwd=tmp,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+    # Short: Ray's socket paths, were a case to start it, must fit in 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="ri", dir="/tmp") as ray_tmp:
+        proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps([argv for _, argv, _ in CASES])], cwd=tmp,
+                              capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_tmp})
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
-    return tmp, dict(zip((name for name, _, _ in CASES), report.pop("results"))), report
+    reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"code": ')]
+    return dict(zip((name for name, _, _ in CASES), reports, strict=True))
 
 
 def test_the_table_is_large_and_its_cases_distinct():
@@ -142,19 +172,21 @@ def test_the_table_is_large_and_its_cases_distinct():
 
 @pytest.mark.parametrize("name, argv, expected", CASES, ids=[case[0] for case in CASES])
 def test_malformed_input_exits_2_with_one_line_naming_it(refused, name, argv, expected):
-    code, stderr = refused[1][name]
+    code, stderr = refused[name]["code"], refused[name]["stderr"]
     assert code == 2, stderr
     assert len(stderr.splitlines()) == 1 and stderr.startswith("error: "), stderr  # no traceback, no noise
     for text in expected:
         assert text in stderr, stderr
 
 
+@pytest.mark.parametrize("name", [case[0] for case in CASES])
+def test_a_refusal_starts_nothing_writes_nothing_and_takes_seconds(refused, name):
+    report = refused[name]
+    assert not report["ray"] and report["ray_sessions"] == [], report
+    assert report["children"] == [] and report["children_seconds"] < CHILD_CPU_S, report
+    assert report["written"] == [] and not report["mlflow"], report
+    assert report["seconds"] < REFUSAL_S, report
+
+
 def test_a_refused_uri_is_shown_without_its_password(refused):
-    assert "hunter2" not in refused[1]["tracking-uri-with-password"][1]
-
-
-def test_nothing_was_started_or_written(refused):
-    tmp, _, started = refused
-    assert started == {"ray": False, "children": [], "mlflow": False}
-    for written in ("mlflow.db", "mlartifacts", "sweep_results", "out"):
-        assert not (tmp / written).exists(), written
+    assert "hunter2" not in refused["tracking-uri-with-password"]["stderr"]

@@ -5,8 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import optuna
@@ -17,7 +15,9 @@ from mlflow import MlflowClient
 
 from sweeps import cli, engine, tracking
 from tests import postgres as pg
-from tests.test_sweep_run import LR, _driver, _kill_session, epochs_logged, sweep_runs, write_space
+from tests.helpers import LR, Driver, epochs_logged, sweep_runs, write_space
+
+pytestmark = pytest.mark.e2e
 
 GRID = {"train.lr": {"type": "categorical", "choices": [0.2, 0.4, 0.6, 0.8]}}
 
@@ -121,22 +121,13 @@ def test_a_sweep_of_concurrent_trials_and_its_analysis_through_postgresql(postgr
     assert {"analysis/front.png", "analysis/report.md", "analysis/pg-curve.png"} <= logged
 
 
-def _wait_mid_sweep(client: MlflowClient, proc: subprocess.Popen, name: str, ended: int, epochs: int,
-                    timeout: float) -> None:
-    """Until `ended` trial runs have ended while another runs with some but not all of its epochs logged."""
-    output: list[str] = []  # drained, so that the driver never blocks on a full pipe
-    threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"sweep exited early:\n{''.join(output)}"
-        experiment = client.get_experiment_by_name(name)
-        trials = [r for r in client.search_runs([experiment.experiment_id])
-                  if tracking.PARENT_TAG in r.data.tags] if experiment else []
-        if (sum(r.info.status != "RUNNING" for r in trials) >= ended
-                and any(r.info.status == "RUNNING" and 0 < len(epochs_logged(client, r)) < epochs for r in trials)):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"no {ended} ended trials beside a running one in {timeout}s:\n{''.join(output)}")
+def _mid_sweep(client: MlflowClient, name: str, ended: int, epochs: int) -> bool:
+    """Whether `ended` trial runs have ended while another runs with some but not all of its epochs logged."""
+    experiment = client.get_experiment_by_name(name)
+    trials = [r for r in client.search_runs([experiment.experiment_id])
+              if tracking.PARENT_TAG in r.data.tags] if experiment else []
+    return (sum(r.info.status != "RUNNING" for r in trials) >= ended
+            and any(r.info.status == "RUNNING" and 0 < len(epochs_logged(client, r)) < epochs for r in trials))
 
 
 def test_a_killed_driver_resumes_through_postgresql(pg_tracking, tmp_path, monkeypatch):
@@ -144,14 +135,14 @@ def test_a_killed_driver_resumes_through_postgresql(pg_tracking, tmp_path, monke
     for key, value in pg.WORKER.items():  # the driver's, and this test's client's
         monkeypatch.setenv(key, value)
     space = write_space(tmp_path / "kill.yaml", LR, trials=6, epochs=3, max_concurrent=2)
-    proc = _driver(tmp_path, "run", space, "--name", "pg-kill", "--seed", "2", "--tracking-uri", uri)
+    driver = Driver(tmp_path, "run", space, "--name", "pg-kill", "--seed", "2", "--tracking-uri", uri)
     client = MlflowClient(uri)
     try:
-        _wait_mid_sweep(client, proc, "pg-kill", ended=2, epochs=3, timeout=600)
-        proc.send_signal(signal.SIGKILL)  # the driver only
-        proc.wait()
+        driver.wait_for(lambda: _mid_sweep(client, "pg-kill", ended=2, epochs=3), "two trials ended beside one mid-training")
+        driver.proc.send_signal(signal.SIGKILL)  # the driver only
+        driver.wait()
     finally:
-        _kill_session(proc)  # the Ray it leaves behind
+        driver.kill()  # the Ray it leaves behind
     _, before = sweep_runs(client, "pg-kill")
     ended = {r.data.tags[tracking.TRIAL_TAG]: r.info.end_time for r in before if r.info.status != "RUNNING"}
     assert ended and any(r.info.status == "RUNNING" for r in before)

@@ -12,8 +12,9 @@ from mlflow import MlflowClient
 
 import models
 from sweeps import cli, engine, tracking
-from tests.test_sweep_run import LR, REPO, artifacts, sweep_runs, write_space
+from tests.helpers import LR, REPO, artifacts, sweep_runs, sweeps_cli, write_space
 
+pytestmark = pytest.mark.e2e
 NAME = "outputs"
 
 
@@ -29,11 +30,6 @@ def swept(tmp_path_factory, mlflow_server, local_ray):
     finally:
         os.chdir(cwd)
     return tmp
-
-
-def sweeps_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "sweeps", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
 
 
 def test_the_ui_opens_the_sweep_as_model_training_with_its_plots(swept, mlflow_server):

@@ -16,12 +16,14 @@ from pathlib import Path
 from sweeps import tracking
 from sweeps.cli import run
 from sweeps.cli.options import overrides_from_args
-from sweeps.cluster import REPO_ROOT, Jobs
+from sweeps.cluster import REPO_ROOT, Jobs, secret_path
 from sweeps.errors import UserError
 from sweeps.record import STORAGE_ENV
 from sweeps.space import load_space
 
 HELP = "Ray Jobs on a cluster: submit a sweep, or show the status or logs of a job, or stop it"
+CREDENTIALS_FILE = "mlflow-credentials.json"
+"""The file a job gets the user and password of its --tracking-uri in (tracking.CREDENTIALS_FILE_ENV)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,14 +69,17 @@ def submit(args: argparse.Namespace) -> int:
     if args.storage and not os.path.isabs(args.storage):
         raise UserError(f"--storage {args.storage!r}: give an absolute path, as the cluster's nodes mount it")
     env = {STORAGE_ENV: args.storage} if args.storage else {}
+    secrets = {}
     if args.tracking_uri:
-        # A user:password goes to the job's environment: the entrypoint is shown by `status`,
-        # the dashboard and `ps` on the head.
+        # A user:password goes in a file shipped with the job: its entrypoint and environment
+        # are shown by `status`, the dashboard and `ps` on the head.
         try:
             args.tracking_uri, credentials = tracking.split_credentials(tracking.check_uri(args.tracking_uri))
         except ValueError as err:
             raise UserError(str(err)) from err
-        env.update(credentials)
+        if credentials:
+            secrets[CREDENTIALS_FILE] = tracking.credentials_file_text(credentials)
+            env[tracking.CREDENTIALS_FILE_ENV] = secret_path(CREDENTIALS_FILE)
     name = run.sweep_name(args.space, args.name)
     jobs = Jobs(args.address)
     submission_id, earlier = jobs.next_job(name)
@@ -84,7 +89,7 @@ def submit(args: argparse.Namespace) -> int:
     # Whether the sweep starts or resumes is decided on the cluster, from its own folder.
     arguments = ["run", str(space.relative_to(REPO_ROOT)), "--name", name, "--resume-if-exists",
                  *_forwarded(args, skip={"space", "name", "resume_if_exists"})]
-    job_id = jobs.submit(name, submission_id, arguments, env)
+    job_id = jobs.submit(name, submission_id, arguments, env, secrets)
     print(job_id)
     print(f"follow it: python -m sweeps logs {job_id} --follow --address {args.address}")
     return 0

@@ -6,7 +6,7 @@ that stopped; status, logs, stop) and the rule for exposing the shared tracking 
 docs/cluster.md describe the cluster itself. Imports Ray's job-submission client only
 (never Ray Tune: the job's driver runs `sweeps run` on the cluster); of sweeps only `errors`.
 """
-from sweeps.cluster.jobs import REPO_ROOT, Jobs
+from sweeps.cluster.jobs import REPO_ROOT, Jobs, secret_path
 from sweeps.cluster.server import BASIC_AUTH, exposure_warning, is_loopback
 
-__all__ = ["BASIC_AUTH", "REPO_ROOT", "Jobs", "exposure_warning", "is_loopback"]
+__all__ = ["BASIC_AUTH", "REPO_ROOT", "Jobs", "exposure_warning", "is_loopback", "secret_path"]

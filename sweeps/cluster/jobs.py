@@ -14,9 +14,12 @@ got as far as starting it (the sweep's folder on shared storage says so), else r
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
+import tempfile
 import time
 from pathlib import Path
+from secrets import token_hex
 
 from sweeps.errors import UserError, redact
 
@@ -26,6 +29,12 @@ EXCLUDES = [".venv", ".cache", "mlartifacts", "mlflow.db", "sweep_results", "run
 """Left out of the working directory sent with a job: environments, caches and results."""
 SWEEP_KEY = "sweep"
 """Job metadata key holding the sweep name."""
+SECRETS_DIR = "sweeps_job_secrets"
+"""A job's secrets travel as files of a directory of this name, one of the job's py_modules: Ray
+unpacks it on every node that runs the job's driver or workers, into a folder on their Python
+path, keeping each file readable by the nodes' user alone. The job's description, which the
+dashboard and the Jobs API show to anyone with access to the cluster, shows only a package URI,
+whose hash a random salt in the directory makes useless for guessing."""
 # `sweeps stop` interrupts the driver like Ctrl-C, so Tune saves its state and the parent run
 # is ended as KILLED, within this many seconds before Ray kills it (Ray's default: SIGTERM, 3 s).
 STOP_ENV = {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": "60"}
@@ -63,14 +72,18 @@ class Jobs:
             raise UserError(f"sweep {name!r} already finished on this cluster; choose another --name")
         return f"sweep-{name}-{len(jobs) + 1}", len(jobs)
 
-    def submit(self, name: str, submission_id: str, arguments: list[str], env: dict[str, str]) -> str:
-        """Submit `python -m sweeps ARGUMENTS` for the sweep NAME; return the job id."""
+    def submit(self, name: str, submission_id: str, arguments: list[str], env: dict[str, str],
+               secrets: dict[str, str] | None = None) -> str:
+        """Submit `python -m sweeps ARGUMENTS` for the sweep NAME, with ENV in its environment and
+        SECRETS (file name -> text) as files at `secret_path(name)`; return the job id."""
+        runtime_env = {"working_dir": str(REPO_ROOT), "excludes": EXCLUDES, "env_vars": {**STOP_ENV, **env}}
         try:
-            return self.client.submit_job(entrypoint=shlex.join(["python", "-m", "sweeps", *arguments]),
-                                          submission_id=submission_id,
-                                          runtime_env={"working_dir": str(REPO_ROOT), "excludes": EXCLUDES,
-                                                       "env_vars": {**STOP_ENV, **env}},
-                                          metadata={SWEEP_KEY: name})
+            with tempfile.TemporaryDirectory() as tmp:
+                if secrets:  # uploaded by submit_job, before the folder goes
+                    runtime_env["py_modules"] = [_secrets_dir(tmp, secrets)]
+                return self.client.submit_job(entrypoint=shlex.join(["python", "-m", "sweeps", *arguments]),
+                                              submission_id=submission_id, runtime_env=runtime_env,
+                                              metadata={SWEEP_KEY: name})
         except RuntimeError as err:
             if "already exists" in str(err):  # another submit of this sweep got there first
                 raise UserError(f"sweep {name!r} was submitted at the same moment as job {submission_id}: "
@@ -109,6 +122,21 @@ class Jobs:
         if self._call(job, self.client.stop_job):
             return None
         return self.client.get_job_status(job).value
+
+
+def secret_path(name: str) -> str:
+    """Where the job's secret file NAME is, relative to a folder of its Python path."""
+    return f"{SECRETS_DIR}/{name}"
+
+
+def _secrets_dir(parent: str, secrets: dict[str, str]) -> str:
+    """SECRETS as owner-only files of a new SECRETS_DIR in PARENT, beside a random salt."""
+    folder = os.path.join(parent, SECRETS_DIR)
+    os.mkdir(folder, mode=0o700)
+    for name, text in {**secrets, "salt": token_hex(32)}.items():
+        with open(os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(text)
+    return folder
 
 
 def _clock(ms: int) -> str:

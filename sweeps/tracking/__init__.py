@@ -8,7 +8,8 @@ and the read side the analysis uses (`store`). MLflow is imported lazily, inside
 calls, so that a command refuses bad input before it loads. Imports PyYAML and
 matplotlib besides; of sweeps only `errors` and `names`.
 """
-from sweeps.tracking.client import CREDENTIALS, check_access, command_server, split_credentials, use_credentials
+from sweeps.tracking.client import (CREDENTIALS, CREDENTIALS_FILE_ENV, check_access, command_server,
+                                    credentials_file_text, split_credentials, use_credentials)
 from sweeps.tracking.server import (ARTIFACTS_DIR, AUTH_CONFIG, DB_FILE, Server, TrackingError, auth_environment,
                                     check_database, check_uri, free_port, is_postgres, local_server, server_command,
                                     server_environment)
@@ -22,8 +23,9 @@ from sweeps.tracking.users import set_user
 __all__ = [
     # the server
     "ARTIFACTS_DIR", "AUTH_CONFIG", "DB_FILE", "Server", "TrackingError", "auth_environment", "check_database",
-    "check_uri", "free_port", "is_postgres", "local_server", "server_command", "server_environment", "check_access", "command_server", "CREDENTIALS", "split_credentials",
-    "use_credentials",
+    "check_uri", "free_port", "is_postgres", "local_server", "server_command", "server_environment",
+    "check_access", "command_server", "CREDENTIALS", "CREDENTIALS_FILE_ENV", "credentials_file_text",
+    "split_credentials", "use_credentials",
     "set_user",
     # the write side
     "EXPERIMENT_KIND", "PARENT_TAG", "TRIAL_TAG", "delete_lost_runs", "finish_sweep_run", "load_runs",

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
+import sys
 import urllib.parse
 
 from sweeps.tracking.server import GIVEN_SERVER_S, Server, TrackingError, local_server
@@ -20,6 +22,11 @@ environment may set its own."""
 
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 """Where MLflow's client reads the user and password of a basic-auth server."""
+CREDENTIALS_FILE_ENV = "SWEEPS_TRACKING_CREDENTIALS"
+"""Names a JSON file of CREDENTIALS that a process puts into its environment before its first
+call to the server: how a Ray job's driver and trials get them without the job's description
+showing the password (sweeps.cluster.jobs ships the file). A relative path is looked for in
+the directories of the Python path, where Ray unpacks a job's py_modules on every node."""
 
 
 def split_credentials(uri: str) -> tuple[str, dict[str, str]]:
@@ -39,9 +46,28 @@ def use_credentials(uri: str) -> str:
     return bare
 
 
+def credentials_file_text(credentials: dict[str, str]) -> str:
+    """CREDENTIALS (as split_credentials gives them) as the file CREDENTIALS_FILE_ENV names."""
+    return json.dumps(credentials)
+
+
+def _read_credentials_file() -> None:
+    name = os.environ.get(CREDENTIALS_FILE_ENV)
+    if not name:
+        return
+    places = [name] if os.path.isabs(name) else [os.path.join(folder, name) for folder in sys.path if folder]
+    path = next((place for place in places if os.path.isfile(place)), None)
+    if path is None:
+        raise TrackingError(f"${CREDENTIALS_FILE_ENV}: {name} not found" +
+                            ("" if os.path.isabs(name) else " in any folder of the Python path"))
+    with open(path) as file:
+        os.environ.update(json.load(file))
+
+
 def connect(uri: str):
     # Imported here, not at the top: a command refuses bad input before MLflow (seconds) loads.
     from mlflow import MlflowClient
+    _read_credentials_file()
     # MLflow prints a "View run at" link for every ended run; the sweep's summary says where.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for key, value in HTTP_SETTINGS.items():  # read by MLflow at every request
