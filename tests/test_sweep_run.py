@@ -164,7 +164,7 @@ def test_trials_failing_on_their_data_or_non_finite_test_metrics_fail_at_once_an
         assert "," not in run.data.tags["node.attempts"]  # one attempt: a retry would fail the same way
         assert "test/nll" not in run.data.metrics and run.data.tags[tracking.TRIAL_TAG] not in summary
     reason = runs["synthetic"].data.tags["failure_reason"]
-    assert reason.startswith("diverged: final metrics not finite: ") and "test/nll=nan" in reason
+    assert reason.startswith("diverged: the trained model's test metrics are not finite: ") and "test/nll=nan" in reason
     assert runs["missing/a"].data.tags["failure_reason"] == "data rejected by models: missing/a.train.txt: file not found"
     results = str(tmp_path / "sweep_results" / "broken")
     assert [t.state for t in engine.load_study(results).trials] == [optuna.trial.TrialState.FAIL] * 2
