@@ -138,7 +138,8 @@ def test_a_killed_driver_resumes_through_postgresql(pg_tracking, tmp_path, monke
     driver = Driver(tmp_path, "run", space, "--name", "pg-kill", "--seed", "2", "--tracking-uri", uri)
     client = MlflowClient(uri)
     try:
-        driver.wait_for(lambda: _mid_sweep(client, "pg-kill", ended=2, epochs=3), "two trials ended beside one mid-training")
+        driver.wait_for(lambda: _mid_sweep(client, "pg-kill", ended=2, epochs=3),
+                        "two trials ended beside one mid-training")
         driver.proc.send_signal(signal.SIGKILL)  # the driver only
         driver.wait()
     finally:
