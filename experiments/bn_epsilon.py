@@ -22,18 +22,18 @@ from experiments.runs import method_config, run_jobs
 
 CONDITIONS = {  # name -> the changes to BN-VAE's preset
     "published": {},
-    "lr ÷ 4": {"train": {"lr_scale": 0.25}},
-    "lr × 2": {"train": {"lr_scale": 2.0}},  # PTB: 1.0, the plain defaults' rate
-    "He et al.'s init": {"methods": {"bn": {"encoder_init": "uniform"}}},
-    "no dropout": {"model": {"dec_dropout_in": 0.0, "dec_dropout_out": 0.0}},
-    "γ 0.3": {"methods": {"bn": {"gamma": 0.3}}},
+    "lr-quarter": {"train": {"lr_scale": 0.25}},
+    "lr-double": {"train": {"lr_scale": 2.0}},  # PTB: 1.0, the plain defaults' rate
+    "uniform-init": {"methods": {"bn": {"encoder_init": "uniform"}}},  # He et al.'s U(-0.01, 0.01)
+    "no-dropout": {"model": {"dec_dropout_in": 0.0, "dec_dropout_out": 0.0}},
+    "gamma-0.3": {"methods": {"bn": {"gamma": 0.3}}},
 }
 EPSILONS = (1e-5, 1e-12)
 
 
-def corpus(name: str, cache: str, split_dir: Path) -> dict:
+def corpus(name: str, cache: str, split_dir: Path, sentences: int) -> dict:
     if name == "synthetic":
-        return {"profile": "synthetic", "data": {"synthetic_sentences": 20000, "cache_dir": cache}}
+        return {"profile": "synthetic", "data": {"synthetic_sentences": sentences, "cache_dir": cache}}
     paths = split_test(REPO.parent / "shared" / "data" / "ptb", split_dir)
     return {"profile": "ptb", "data": {**paths, "name": "ptb", "max_vocab": 6000, "cache_dir": cache}}
 
@@ -55,16 +55,22 @@ def config(corpus_base: dict, condition: dict, eps: float, args) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpora", default="synthetic,ptb")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS),
+                        help="comma-separated, of: " + ", ".join(CONDITIONS))
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--sentences", type=int, default=20000, help="synthetic corpus size, split 80/10/10")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--hidden", type=int, default=50, help="LSTM and embedding sizes (PTB profile: 256)")
     parser.add_argument("--iw-samples", type=int, default=20)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.conditions.split(",")) - set(CONDITIONS))
+    if unknown:
+        parser.error(f"unknown condition(s) {', '.join(unknown)}; known: {', '.join(CONDITIONS)}")
     with tempfile.TemporaryDirectory(prefix="bn-epsilon-") as cache:
-        jobs = [(f"{name}|{condition}|{eps:g}", seed, config(corpus(name, cache, Path(cache) / "split"),
+        jobs = [(f"{name}|{condition}|{eps:g}", seed, config(corpus(name, cache, Path(cache) / "split", args.sentences),
                                                              CONDITIONS[condition], eps, args))
-                for name in args.corpora.split(",") for condition in CONDITIONS for eps in EPSILONS
+                for name in args.corpora.split(",") for condition in args.conditions.split(",") for eps in EPSILONS
                 for seed in range(args.seeds)]
         runs = run_jobs(jobs, args.workers, RESULTS / "bn_epsilon_runs.jsonl")
     rows, curves = [], {}
@@ -72,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         name, condition, eps = run["label"].split("|")
         last = run["history"][-1]
         defeated_at = next((h["epoch"] for h in run["history"] if h["diag/bn_defeated"] > 0), None)
-        rows.append([name, condition, eps, str(run["seed"]), f"{min(h['diag/bn_spread_min'] for h in run['history']):.2g}",
+        smallest = min(h["diag/bn_spread_min"] for h in run["history"])
+        rows.append([name, condition, eps, str(run["seed"]), f"{smallest:.2g}",
                      f"{last['diag/bn_defeated']:.0%}", "–" if defeated_at is None else str(defeated_at),
                      f"{run['test']['kl']:.2f}", f"{run['test']['au']:.0f}", f"{run['test']['nll']:.2f}"])
         curves[run["label"], run["seed"]] = [h["diag/bn_spread_min"] for h in run["history"]]

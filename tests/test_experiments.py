@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import (collapse_table, pooling_dispersion, posterior_mean_space, ptb_table, report, scale_nll,
-                         trace_run)
+from experiments import (bn_epsilon, collapse_table, pooling_dispersion, posterior_mean_space, ptb_table, report,
+                         scale_nll, trace_run)
 from experiments.ptb_table import data_setting
 from experiments.report import REPO, header, method_table, seed_table
 from experiments.runs import method_config
@@ -74,7 +74,7 @@ def test_joint_vs_single_spaces_are_the_joint_entries_each_alone(tmp_path):
 # to a temporary folder, not docs/results.
 @pytest.fixture
 def results(tmp_path, monkeypatch):
-    for module in (report, collapse_table, pooling_dispersion, posterior_mean_space, ptb_table):
+    for module in (report, bn_epsilon, collapse_table, pooling_dispersion, posterior_mean_space, ptb_table):
         monkeypatch.setattr(module, "RESULTS", tmp_path)
     return tmp_path
 
@@ -141,3 +141,13 @@ def test_scale_nll_scores_both_readings_at_every_k(results):
     table = (results / "scale_nll.md").read_text()
     assert [line.split("|")[1:3] for line in table.splitlines() if line.startswith(("| trained", "| decoder"))] == [
         [" trained ", " 2 "], [" trained ", " 4 "], [" decoder ", " 2 "], [" decoder ", " 4 "]]
+
+
+@pytest.mark.e2e
+def test_bn_epsilon_runs_both_epsilons_and_plots_the_spread(results):
+    bn_epsilon.main(["--corpora", "synthetic", "--conditions", "published,gamma-0.3", "--seeds", "1", "--epochs", "1",
+                     "--sentences", "200", "--hidden", "8", "--iw-samples", "2"])
+    rows = [line for line in (results / "bn_epsilon.md").read_text().splitlines() if line.startswith("| synthetic")]
+    assert [row.split("|")[2:4] for row in rows] == [[" published ", " 1e-05 "], [" published ", " 1e-12 "],
+                                                     [" gamma-0.3 ", " 1e-05 "], [" gamma-0.3 ", " 1e-12 "]]
+    assert (results / "bn_epsilon_spread.png").stat().st_size > 0
