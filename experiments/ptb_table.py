@@ -14,7 +14,7 @@ from experiments.runs import check_methods, compare_methods, length_args, method
 
 # Aggressive training is by far the longest run: listed early, it starts while the other
 # worker trains the rest.
-METHODS = ("lm", "vae", "aggressive", "anneal", "beta", "fb", "pool-max", "scale", "pretrain-fb", "bn")
+METHODS = ("lm", "vae", "aggressive", "anneal", "beta", "fb", "pool-max", "scale", "pretrain-fb", "bn", "bn-small-eps")
 
 PAPERS = """## What the papers report (PTB, Li et al. Table 1; full training split, 32-d latent)
 - LSTM-LM NLL 101.04 (PPL 100.47, Table 10); VAE and VAE + anneal collapse (KL 0.00, AU 0,

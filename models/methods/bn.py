@@ -7,6 +7,9 @@ KL at least n (γ² + β²) / 2 and so away from zero.
 The encoder keeps PyTorch's default initialisation, as in the BN-VAE authors' code: under He et
 al.'s U(−0.01, 0.01) the raw variance of μ (≈ 1e−10) is swamped by BatchNorm's ε, and the γ
 floor then takes hold only once that variance has grown, depending on the seed.
+
+BatchNorm's ε is the published 1e-5 by default; the preset `bn-small-eps` sets 1e-12, which
+kept the floor on PTB where 1e-5 lost it (docs/results/bn_epsilon.md).
 """
 from __future__ import annotations
 
