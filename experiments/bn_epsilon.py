@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 
@@ -31,10 +30,15 @@ CONDITIONS = {  # name -> the changes to BN-VAE's preset
 EPSILONS = (1e-5, 1e-12)
 
 
-def corpus(name: str, cache: str, split_dir: Path, sentences: int) -> dict:
+SPLIT_DIR = REPO / ".cache" / "experiments" / "ptb"
+"""Where PTB's test file is cut in two, as ptb_table cuts it: a fixed folder, so that a run's
+config (which names the files) and so its key in the runs file stay the same across invocations."""
+
+
+def corpus(name: str, cache: str, sentences: int) -> dict:
     if name == "synthetic":
         return {"profile": "synthetic", "data": {"synthetic_sentences": sentences, "cache_dir": cache}}
-    paths = split_test(REPO.parent / "shared" / "data" / "ptb", split_dir)
+    paths = split_test(REPO.parent / "shared" / "data" / "ptb", SPLIT_DIR)
     return {"profile": "ptb", "data": {**paths, "name": "ptb", "max_vocab": 6000, "cache_dir": cache}}
 
 
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown condition(s) {', '.join(unknown)}; known: {', '.join(CONDITIONS)}")
     with tempfile.TemporaryDirectory(prefix="bn-epsilon-") as cache:
-        jobs = [(f"{name}|{condition}|{eps:g}", seed, config(corpus(name, cache, Path(cache) / "split", args.sentences),
+        jobs = [(f"{name}|{condition}|{eps:g}", seed, config(corpus(name, cache, args.sentences),
                                                              CONDITIONS[condition], eps, args))
                 for name in args.corpora.split(",") for condition in args.conditions.split(",") for eps in EPSILONS
                 for seed in range(args.seeds)]
