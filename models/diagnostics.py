@@ -7,6 +7,11 @@ from __future__ import annotations
 from models import metrics as M
 from models.kl import free_bits_diagnostics, free_bits_note
 
+INFORMATIVE_MI = 0.5
+"""Nats of MI above which a latent with no active unit is not called collapsed (the collapse
+table's criterion): a Scale-VAE whose raw means shrank while its factor grew carries MI through
+means that vary below the AU threshold."""
+
 
 def collapse_diagnostics(loop) -> dict[str, float]:
     """The `diag/...` metrics of this validation: the free-bits hinge's hold and each method's own
@@ -26,8 +31,13 @@ def verdict(loop, test: dict[str, float]) -> str:
     if not loop.is_vae:
         return "language model: no latent"
     dims = loop.cfg.model.latent_dim
-    head = (f"latent active: AU {test['au']:.0f}/{dims}, MI {test['mi']:.2f}" if test["au"] > 0
-            else f"collapsed: AU 0/{dims}, KL {test['kl']:.3g}, MI {test['mi']:.2f}")
+    if test["au"] > 0:
+        head = f"latent active: AU {test['au']:.0f}/{dims}, MI {test['mi']:.2f}"
+    elif test["mi"] >= INFORMATIVE_MI:
+        head = (f"no active unit yet MI {test['mi']:.2f}: the posterior means vary below the AU threshold "
+                f"({loop.cfg.eval.au_threshold:g}), KL {test['kl']:.3g}")
+    else:
+        head = f"collapsed: AU 0/{dims}, KL {test['kl']:.3g}, MI {test['mi']:.2f}"
     notes = [note for note in [free_bits_note(loop.cfg.kl, loop.history[-1] if loop.history else {}),
                                *(method.verdict(loop) for method in loop.methods)] if note]
     return "; ".join([head, *notes])

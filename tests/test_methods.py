@@ -385,6 +385,18 @@ def test_the_verdict_says_collapsed_or_active_and_free_bits_hold(data_dir):
     collapsed = models.diagnostics.verdict(loop, {"au": 0.0, "kl": 0.002, "mi": 0.0})
     assert collapsed.startswith("collapsed: AU 0/2, KL 0.002") and "fb: " in collapsed
     assert models.diagnostics.verdict(loop, {"au": 2.0, "kl": 3.0, "mi": 1.5}).startswith("latent active: AU 2/2")
+    # Information through means that vary below the AU threshold is not a collapse.
+    assert models.diagnostics.verdict(loop, {"au": 0.0, "kl": 0.06, "mi": 1.44}).startswith(
+        "no active unit yet MI 1.44: the posterior means vary below the AU threshold (0.01)")
+
+
+@pytest.mark.parametrize("factor, says", [(4.1, "scale: median f̄ 4.1,"),
+                                          (947.0, "scale: factor ran away, median f̄ 947,")])
+def test_a_scale_vae_whose_factor_ran_away_says_so(data_dir, factor, says):
+    loop = make_loop(data_dir, {"scale": {}})
+    loop.history.append({"diag/scale_factor": factor, "diag/scale_mu_std": 0.7 / factor,
+                         "diag/scale_signal_to_noise": 0.35})
+    assert method(loop, "scale").verdict(loop).startswith(says)
 
 
 def test_bn_vae_takes_its_epsilon_and_initialisation_from_the_config(data_dir):

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 STD_FLOOR = 1e-6
 """Smallest Std[μ_d] divided by: a dimension whose means are all equal would give f = ∞."""
+RUNAWAY_FACTOR = 100.0
+"""A median f̄ at which the verdict says the factor ran away: Std[μ] fell to 1/100 of des_std
+or less (f̄ is 4–5 on the synthetic corpus while μ keeps its spread)."""
 
 
 @dataclass
@@ -106,7 +109,9 @@ class Scale(Method):
 
     def verdict(self, loop) -> str:
         last = loop.history[-1] if loop.history else {}
-        return (f"scale: median f̄ {last.get('diag/scale_factor', float('nan')):.3g}, Std[μ] "
+        # f̄ = des_std / Std[μ]: a runaway f̄ means the KL term shrank μ and the factor followed it.
+        ran_away = "factor ran away, " if last.get("diag/scale_factor", 0.0) >= RUNAWAY_FACTOR else ""
+        return (f"scale: {ran_away}median f̄ {last.get('diag/scale_factor', float('nan')):.3g}, Std[μ] "
                 f"{last.get('diag/scale_mu_std', float('nan')):.3g}, the decoder's signal/noise "
                 f"{last.get('diag/scale_signal_to_noise', float('nan')):.2g}")
 
