@@ -92,10 +92,13 @@ def plot_nll_vs_au(runs: dict[str, list[dict]], path: Path, title: str) -> None:
     for i, (method, results) in enumerate(runs.items()):
         ax.scatter([r["test"]["au"] for r in results], [min(r["test"]["nll"], top) for r in results],
                    marker=markers[i % len(markers)], s=40, alpha=0.8, label=method)
-        for r in results:
-            if r["test"]["nll"] > top:
-                ax.annotate(f"{method}: NLL {r['test']['nll']:.0f} (off scale)", (r["test"]["au"], top),
-                            textcoords="offset points", xytext=(6, -12), fontsize=7)
+        # One label per method and AU, so that runs at the same point do not overprint.
+        off = sorted((r["test"]["au"], r["test"]["nll"]) for r in results if r["test"]["nll"] > top)
+        for au in sorted({a for a, _ in off}):
+            values = [nll for a, nll in off if a == au]
+            shown = f"{values[0]:.0f}" if len(values) == 1 else f"{values[0]:.0f}–{values[-1]:.0f} ({len(values)} runs)"
+            ax.annotate(f"{method}: NLL {shown}, off scale", (au, top), textcoords="offset points",
+                        xytext=(6, -12), fontsize=7)
     ax.set_ylim(nlls[0] - 0.5, top + 0.3)
     ax.set(xlabel="active units (AU)", ylabel="test NLL (IW estimate; exact for the LM)", title=title)
     ax.legend(fontsize=8, ncol=2)
