@@ -109,9 +109,10 @@ class Scale(Method):
 
     def verdict(self, loop) -> str:
         last = loop.history[-1] if loop.history else {}
+        factor = last.get("diag/scale_factor", float("nan"))
         # f̄ = des_std / Std[μ]: a runaway f̄ means the KL term shrank μ and the factor followed it.
-        ran_away = "factor ran away, " if last.get("diag/scale_factor", 0.0) >= RUNAWAY_FACTOR else ""
-        return (f"scale: {ran_away}median f̄ {last.get('diag/scale_factor', float('nan')):.3g}, Std[μ] "
+        ran_away = "factor ran away, " if factor >= RUNAWAY_FACTOR else ""
+        return (f"scale: {ran_away}median f̄ {factor:.3g}, Std[μ] "
                 f"{last.get('diag/scale_mu_std', float('nan')):.3g}, the decoder's signal/noise "
                 f"{last.get('diag/scale_signal_to_noise', float('nan')):.2g}")
 
