@@ -15,7 +15,7 @@ import tempfile
 
 import matplotlib.pyplot as plt
 
-from experiments.ptb_table import split_test
+from experiments.ptb_table import SPLIT_DIR, split_test
 from experiments.report import REPO, RESULTS, header, markdown_table, write_results
 from experiments.runs import method_config, run_jobs
 
@@ -28,11 +28,6 @@ CONDITIONS = {  # name -> the changes to BN-VAE's preset
     "gamma-0.3": {"methods": {"bn": {"gamma": 0.3}}},
 }
 EPSILONS = (1e-5, 1e-12)
-
-
-SPLIT_DIR = REPO / ".cache" / "experiments" / "ptb"
-"""Where PTB's test file is cut in two, as ptb_table cuts it: a fixed folder, so that a run's
-config (which names the files) and so its key in the runs file stay the same across invocations."""
 
 
 def corpus(name: str, cache: str, sentences: int) -> dict:
@@ -72,9 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown condition(s) {', '.join(unknown)}; known: {', '.join(CONDITIONS)}")
     with tempfile.TemporaryDirectory(prefix="bn-epsilon-") as cache:
-        jobs = [(f"{name}|{condition}|{eps:g}", seed, config(corpus(name, cache, args.sentences),
-                                                             CONDITIONS[condition], eps, args))
-                for name in args.corpora.split(",") for condition in args.conditions.split(",") for eps in EPSILONS
+        corpora = {name: corpus(name, cache, args.sentences) for name in args.corpora.split(",")}
+        jobs = [(f"{name}|{condition}|{eps:g}", seed, config(base, CONDITIONS[condition], eps, args))
+                for name, base in corpora.items() for condition in args.conditions.split(",") for eps in EPSILONS
                 for seed in range(args.seeds)]
         runs = run_jobs(jobs, args.workers, RESULTS / "bn_epsilon_runs.jsonl")
     rows, curves = [], {}

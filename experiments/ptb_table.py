@@ -26,6 +26,11 @@ PAPERS = """## What the papers report (PTB, Li et al. Table 1; full training spl
 """
 
 
+SPLIT_DIR = REPO / ".cache" / "experiments" / "ptb"
+"""Where ptb.test.txt is cut in two by default: a fixed folder, so that a run's config (which
+names the files) and so its key in a runs file stay the same across invocations."""
+
+
 def split_test(data_dir: Path, out_dir: Path) -> dict[str, str]:
     """Data paths: train on ptb.valid.txt; validate on the first half of ptb.test.txt's lines
     and test on the second half (line order, no shuffling: deterministic and easy to check)."""
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "ptb",
                         help="folder with ptb.valid.txt and ptb.test.txt")
-    parser.add_argument("--split-dir", type=Path, default=REPO / ".cache" / "experiments" / "ptb",
+    parser.add_argument("--split-dir", type=Path, default=SPLIT_DIR,
                         help="where the two halves of ptb.test.txt are written")
     parser.add_argument("--max-vocab", type=int, default=2000,
                         help="most frequent training words kept (PTB: 10k; the valid file has 6021)")
