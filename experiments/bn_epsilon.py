@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 from experiments.ptb_table import SPLIT_DIR, split_test
 from experiments.report import REPO, RESULTS, header, markdown_table, write_results
 from experiments.runs import method_config, run_jobs
+from models import parse_config
 
 CONDITIONS = {  # name -> the changes to BN-VAE's preset
     "published": {},
@@ -45,8 +46,8 @@ def config(corpus_base: dict, condition: dict, eps: float, args) -> dict:
     cfg = method_config("bn", base)
     changes = {k: dict(v) for k, v in condition.items()}
     scale = changes.get("train", {}).pop("lr_scale", None)
-    if scale is not None:  # a fraction of the profile's learning rate (synthetic 1.0, PTB 0.5)
-        changes["train"]["lr"] = scale * (0.5 if corpus_base["profile"] == "ptb" else 1.0)
+    if scale is not None:  # a multiple of the learning rate the config resolves to (synthetic 1.0, PTB 0.5)
+        changes["train"]["lr"] = scale * parse_config(cfg).train.lr
     return method_config("bn", cfg, overrides={"bn": {**changes, "methods": {"bn": {
         **changes.get("methods", {}).get("bn", {}), "eps": eps}}}})
 
