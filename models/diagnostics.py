@@ -26,8 +26,9 @@ def collapse_diagnostics(loop) -> dict[str, float]:
 
 
 def verdict(loop, test: dict[str, float]) -> str:
-    """One line on the trained model: whether its latent is active (test AU, MI, KL), then what
-    each method that could keep it says of itself."""
+    """One line on the tested model: whether its latent is active (test AU, MI, KL), then what
+    each method that could keep it says of itself, from that model's validation
+    (`Loop.tested_validation`: the best one, not necessarily the last)."""
     if not loop.is_vae:
         return "language model: no latent"
     dims = loop.cfg.model.latent_dim
@@ -38,6 +39,6 @@ def verdict(loop, test: dict[str, float]) -> str:
                 f"({loop.cfg.eval.au_threshold:g}), KL {test['kl']:.3g}")
     else:
         head = f"collapsed: AU 0/{dims}, KL {test['kl']:.3g}, MI {test['mi']:.2f}"
-    notes = [note for note in [free_bits_note(loop.cfg.kl, loop.history[-1] if loop.history else {}),
+    notes = [note for note in [free_bits_note(loop.cfg.kl, loop.tested_validation()),
                                *(method.verdict(loop) for method in loop.methods)] if note]
     return "; ".join([head, *notes])

@@ -302,6 +302,15 @@ class Loop:
                 return True
         return False
 
+    def tested_validation(self) -> dict[str, float]:
+        """The validation of the weights `test` evaluates: the lowest −ELBO, the first of equals, as
+        `_schedule_lr` keeps them; so that a verdict's diagnostics describe the model tested, not
+        the last epoch's. With no finite validation test() keeps the last weights, so the last."""
+        kept = [record for record in self.history if record["val/neg_elbo"] < math.inf]
+        if not kept:
+            return self.history[-1] if self.history else {}
+        return min(kept, key=lambda record: record["val/neg_elbo"])
+
     def test(self, on_test: Callable[[EvaluationProgress], None] | None = None) -> dict[str, float]:
         """Test metrics of the best model (the one the learning-rate schedule kept); `on_test`
         sees the IW-NLL's progress (`EvaluationProgress`)."""

@@ -108,13 +108,13 @@ class Scale(Method):
                 "diag/scale_signal_to_noise": (signal / (0.5 * logvar).exp().mean(0)).median().item()}
 
     def verdict(self, loop) -> str:
-        last = loop.history[-1] if loop.history else {}
-        factor = last.get("diag/scale_factor", float("nan"))
+        tested = loop.tested_validation()
+        factor = tested.get("diag/scale_factor", float("nan"))
         # f̄ = des_std / Std[μ]: a runaway f̄ means the KL term shrank μ and the factor followed it.
         ran_away = "factor ran away, " if factor >= RUNAWAY_FACTOR else ""
         return (f"scale: {ran_away}median f̄ {factor:.3g}, Std[μ] "
-                f"{last.get('diag/scale_mu_std', float('nan')):.3g}, the decoder's signal/noise "
-                f"{last.get('diag/scale_signal_to_noise', float('nan')):.2g}")
+                f"{tested.get('diag/scale_mu_std', float('nan')):.3g}, the decoder's signal/noise "
+                f"{tested.get('diag/scale_signal_to_noise', float('nan')):.2g}")
 
     # A run can be checkpointed mid-epoch (eval.every_steps): the epoch's sums go with it.
     def state_dict(self) -> dict:
