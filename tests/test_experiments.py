@@ -69,6 +69,41 @@ def test_joint_vs_single_spaces_are_the_joint_entries_each_alone(tmp_path):
     assert untried({"method": "scale-fb"}, joint) == "scale + kl.free_bits.kind=fb"
     assert untried({"method": "scale", "config.model.pooling": "max"}, joint) == "scale with max pooling"
     assert untried({"method": "bn", "config.model.pooling": "max"}, joint) == ""
+def test_joint_vs_single_reports_hypervolumes_and_the_untried_configurations_on_the_front(tmp_path, monkeypatch):
+    # The report from stored sweeps (--report-only's path), on trials whose hypervolumes are known:
+    # the worst NLL, 100, is the reference, so a point (NLL, AU) dominates (100 - NLL) x AU.
+    import yaml
+
+    from experiments import joint_vs_single
+    monkeypatch.setattr(joint_vs_single, "RESULTS", tmp_path)
+    joint = yaml.safe_load(joint_vs_single.JOINT.read_text())
+    sweeps = {("joint", 0): [("scale", "max", 90.0, 4), ("fb", "last", 100.0, 0)],  # 10 x 4
+              ("joint", 1): [("bn", "last", 95.0, 4), ("fb", "last", 100.0, 0)],  # 5 x 4
+              ("fb", 0): [("fb", "last", 100.0, 0), ("fb", "last", 98.0, 0)],  # no unit active: 0
+              ("fb", 1): [("fb", "last", 99.0, 0), ("fb", "mean", 97.0, 0)],
+              ("scale", 0): [("scale", "last", 92.0, 2), ("scale", "last", 99.0, 0)],  # 8 x 2
+              ("scale", 1): [("scale", "last", 94.0, 2), ("scale", "mean", 96.0, 1)]}  # 6 x 2
+    records = [{"name": f"{label}-s{seed}", "label": label, "seed": seed,
+                "trials": [{"trial_id": f"{label}{seed}{i}", "status": "completed", "method": method, "epochs": 2,
+                            "wall_time": 1.0, "test_time": 0.5, "test/nll": nll, "test/au": au,
+                            "config.model.pooling": pooling} for i, (method, pooling, nll, au) in enumerate(trials)]}
+               for (label, seed), trials in sweeps.items()]
+    section = joint_vs_single.corpus_section("synthetic", records, joint, tolerance=0.25)
+    rows = {}  # the hypervolume table's: the first row of each sweep
+    for line in section.splitlines():
+        if line.startswith("| "):
+            rows.setdefault(line.split("|")[1].strip(), line.split("|")[2:5])
+    assert rows["joint"] == [" 40.00 / 20.00 ", " 30.00 ", " [20.00, 40.00] "]
+    assert rows["scale"] == [" 16.00 / 12.00 ", " 14.00 ", " [12.00, 16.00] "]
+    assert rows["fb"][:2] == [" 0.00 / 0.00 ", " 0.00 "]
+    assert "reference point NLL 100.00" in section and "trial nearest 4 trial-epochs" in section
+    assert "| best single-method sweep (scale, chosen after the fact) | +16.00 |" in section
+    # The combined front is joint seed 0's Scale-VAE with max pooling: a combination no paper tried.
+    assert "Combined front of all sweeps' counted trials: 1 trials (joint 1, fb 0, scale 0)" in section
+    assert "| joint | 0 | scale | 90.00 | 4 | model.pooling=max" in section and "| scale with max pooling |" in section
+    assert (tmp_path / "joint_vs_single_synthetic.png").stat().st_size > 0
+
+
 # Every entry point behind docs/results, on a budget of seconds: a script that no longer runs
 # against today's `models` fails here, not when someone next needs its table. Their files go
 # to a temporary folder, not docs/results.
