@@ -29,8 +29,10 @@ from sweeps.errors import UserError
 
 JOINT = REPO / "search_spaces" / "joint.yaml"
 RUNS = RESULTS / "joint_vs_single_runs.jsonl"
-UNTRIED_WITH_POOLING = ("scale", "pretrain-fb", "aggressive")
-"""Presets the papers never ran with a pooling encoder (joint.yaml, after Long et al. §3.2)."""
+TRIED_WITH_POOLING = ("vae", "anneal")
+"""The only methods the four papers ran with a pooling encoder: Long et al. §5.3 (every model
+with linear KL annealing) and §5.5 (Table 3: max pooling without it). Pooling with any other
+method is a combination none of them reports."""
 MACHINE_KEYS = ("data.cache_dir", "data.train", "data.valid", "data.test")
 
 
@@ -48,14 +50,15 @@ def spaces(joint: dict, methods: list[str], fixed: dict, budget: dict) -> dict[s
 
 
 def untried(row: dict, joint: dict) -> str:
-    """Why a joint trial's configuration is one no paper tried, or '' if a paper tried it."""
+    """Why a joint trial's configuration is one none of the four papers reports, or '' if one does."""
     entry = joint["methods"].get(row["method"]) or {}
-    if "preset" in entry:
-        return f"{entry['preset']} + {', '.join(f'{k}={v}' for k, v in entry.get('fixed', {}).items())}"
+    combined = "preset" in entry
+    method = (f"{entry['preset']} + {', '.join(f'{k}={v}' for k, v in entry.get('fixed', {}).items())}"
+              if combined else row["method"])
     pooling = row.get("config.model.pooling") or "last"
-    if pooling != "last" and row["method"] in UNTRIED_WITH_POOLING:
-        return f"{row['method']} with {pooling} pooling"
-    return ""
+    if pooling != "last" and row["method"] not in TRIED_WITH_POOLING:
+        return f"{method} with {pooling} pooling"
+    return method if combined else ""
 
 
 # -- running --------------------------------------------------------------------------

@@ -68,7 +68,12 @@ def test_joint_vs_single_spaces_are_the_joint_entries_each_alone(tmp_path):
     assert loaded["fb"].fixed["model.latent_dim"] == 4 and loaded["joint"].trials == loaded["fb"].trials == 4
     assert untried({"method": "scale-fb"}, joint) == "scale + kl.free_bits.kind=fb"
     assert untried({"method": "scale", "config.model.pooling": "max"}, joint) == "scale with max pooling"
-    assert untried({"method": "bn", "config.model.pooling": "max"}, joint) == ""
+    assert untried({"method": "bn", "config.model.pooling": "max"}, joint) == "bn with max pooling"
+    # Long et al. ran pooling under KL annealing (and without it in Table 3): tried.
+    assert untried({"method": "anneal", "config.model.pooling": "mean"}, joint) == ""
+    assert untried({"method": "bn", "config.model.pooling": "last"}, joint) == ""
+    assert untried({"method": "scale-fb", "config.model.pooling": "mean"}, joint) == \
+        "scale + kl.free_bits.kind=fb with mean pooling"
 def test_joint_vs_single_reports_hypervolumes_and_the_untried_configurations_on_the_front(tmp_path, monkeypatch):
     # The report from stored sweeps (--report-only's path), on trials whose hypervolumes are known:
     # the worst NLL, 100, is the reference, so a point (NLL, AU) dominates (100 - NLL) x AU.
