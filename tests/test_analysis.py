@@ -195,6 +195,15 @@ def test_a_tracking_server_that_fails_is_one_line(capsys, tmp_path, monkeypatch,
         web.shutdown()
 
 
+def test_a_database_given_as_the_tracking_server_is_refused_at_once(capsys, tmp_path):
+    # Refused before any request (not polled as a server for 15 s): the line says what to give.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for argv in (["trials", "known"], ["compare", "a", "b"], ["export-best", "known", "--out", str(tmp_path / "b.yaml")]):
+        code, _, err = _cli(capsys, *argv, "--tracking-uri", uri)
+        assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: tracking URI '{uri}': give a tracking "
+                                                                      "server (http://HOST:PORT)"), err
+
+
 @pytest.mark.e2e
 def test_sensitivity_multi_objective_importances_and_slices(logged, tmp_path, capsys):
     prefix = str(tmp_path / "imp-")

@@ -13,7 +13,7 @@ import models
 from models.config import ConfigError
 from sweeps.errors import UserError
 from sweeps.space import YamlError, read_yaml
-from sweeps.tracking import check_uri, open_store, use_credentials
+from sweeps.tracking import open_store
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -21,14 +21,6 @@ RUN_ID = re.compile(r"[0-9a-f]{32}")
 def add_tracking_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking server (default: $MLFLOW_TRACKING_URI, "
                                                "else a local server over ./mlflow.db)")
-
-
-def checked_uri(uri: str) -> str:
-    """A tracking server's URI as given: checked, with its user's credentials applied."""
-    try:
-        return use_credentials(check_uri(uri))
-    except ValueError as err:
-        raise UserError(str(err)) from err
 
 
 def log_on_parents(store, names: list[str], *paths) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from sweeps.cli.options import checked_uri
 from sweeps.errors import UserError
 from sweeps.record import RECORD_FILE, RESULTS_DIR, STORAGE_ENV, exists, results_dir
+from sweeps.tracking import checked_uri
 
 HELP = "continue an interrupted sweep (run from the directory it was started in)"
 

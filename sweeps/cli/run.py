@@ -17,7 +17,7 @@ from pathlib import Path
 
 from models.resolve import parse_config
 from sweeps import tracking
-from sweeps.cli.options import add_config_options, add_tracking_option, checked_uri, option_for, overrides_from_args
+from sweeps.cli.options import add_config_options, add_tracking_option, option_for, overrides_from_args
 from sweeps.errors import UserError, redact
 from sweeps.record import SweepRecord, refuse_existing, results_dir
 from sweeps.space import SearchSpace, load_space
@@ -117,4 +117,4 @@ def _positive(value, default, option: str, kind: type):
 
 def _explicit_uri(uri: str | None) -> str | None:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    return checked_uri(uri) if uri else None
+    return tracking.checked_uri(uri) if uri else None

@@ -13,7 +13,7 @@ from sweeps.tracking.client import (CREDENTIALS, CREDENTIALS_FILE_ENV, check_acc
 from sweeps.tracking.server import (ARTIFACTS_DIR, AUTH_CONFIG, DB_FILE, Server, TrackingError, auth_environment,
                                     check_database, check_uri, free_port, is_postgres, local_server, server_command,
                                     server_environment)
-from sweeps.tracking.store import Store, Sweep, TrialRecord, open_store
+from sweeps.tracking.store import Store, Sweep, TrialRecord, checked_uri, open_store
 from sweeps.tracking.sweep_run import (EXPERIMENT_KIND, PARENT_TAG, TRIAL_TAG, delete_lost_runs, finish_sweep_run,
                                        load_runs, reopen_run, start_sweep_run, supersede_sweep_run, ui_link)
 from sweeps.tracking.trial_run import (ARITHMETIC, CONFIG_ARTIFACT, DIVERGED, OUTCOME_STATUS, VERDICT, TrialRun,
@@ -32,5 +32,5 @@ __all__ = [
     "reopen_run", "start_sweep_run", "supersede_sweep_run", "ui_link", "ARITHMETIC", "CONFIG_ARTIFACT", "DIVERGED",
     "OUTCOME_STATUS", "VERDICT", "TrialRun", "close_trial_run", "flatten",
     # the read side
-    "Store", "Sweep", "TrialRecord", "open_store",
+    "Store", "Sweep", "TrialRecord", "checked_uri", "open_store",
 ]

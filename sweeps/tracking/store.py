@@ -15,7 +15,7 @@ from typing import Iterator
 
 from sweeps.errors import UserError
 from sweeps.tracking.client import command_server, connect, server_errors, use_credentials
-from sweeps.tracking.server import DB_FILE, TrackingError
+from sweeps.tracking.server import DB_FILE, TrackingError, check_uri
 from sweeps.tracking.sweep_run import PARENT_TAG, SPACE_DIR, TRIAL_TAG
 from sweeps.tracking.trial_run import VERDICT
 
@@ -59,10 +59,19 @@ def open_store(uri: str | None) -> Iterator["Store"]:
         raise UserError(f"no ./{DB_FILE} here: run from the directory the sweep ran in, "
                         "or give --tracking-uri")
     try:
-        with command_server(use_credentials(uri) if uri else None, ".") as server:
+        with command_server(checked_uri(uri) if uri else None, ".") as server:
             with server_errors(server.uri):
                 yield Store(server.ready())
     except TrackingError as err:
+        raise UserError(str(err)) from err
+
+
+def checked_uri(uri: str) -> str:
+    """A tracking server's URI as given: checked (a database is refused at once, in one line,
+    rather than polled as a server), with its user's credentials applied."""
+    try:
+        return use_credentials(check_uri(uri))
+    except ValueError as err:
         raise UserError(str(err)) from err
 
 
