@@ -33,7 +33,9 @@ def verdict(loop, test: dict[str, float]) -> str:
         return "language model: no latent"
     dims = loop.cfg.model.latent_dim
     if test["au"] > 0:
-        head = f"latent active: AU {test['au']:.0f}/{dims}, MI {test['mi']:.2f}"
+        # KL beside MI: their difference is the aggregate posterior's KL from the prior (Hoffman &
+        # Johnson 2016), which an encoder whose means ran away makes huge while its units count active.
+        head = f"latent active: AU {test['au']:.0f}/{dims}, MI {test['mi']:.2f}, KL {test['kl']:.3g}"
     elif test["mi"] >= INFORMATIVE_MI:
         head = (f"no active unit yet MI {test['mi']:.2f}: the posterior means vary below the AU threshold "
                 f"({loop.cfg.eval.au_threshold:g}), KL {test['kl']:.3g}")

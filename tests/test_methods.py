@@ -384,7 +384,8 @@ def test_the_verdict_says_collapsed_or_active_and_free_bits_hold(data_dir):
     assert 0.0 <= loop.history[-1]["diag/fb_at_hinge"] <= 1.0 and loop.history[-1]["diag/fb_sigma"] > 0
     collapsed = models.diagnostics.verdict(loop, {"au": 0.0, "kl": 0.002, "mi": 0.0})
     assert collapsed.startswith("collapsed: AU 0/2, KL 0.002") and "fb: " in collapsed
-    assert models.diagnostics.verdict(loop, {"au": 2.0, "kl": 3.0, "mi": 1.5}).startswith("latent active: AU 2/2")
+    assert models.diagnostics.verdict(loop, {"au": 2.0, "kl": 3.0, "mi": 1.5}).startswith(
+        "latent active: AU 2/2, MI 1.50, KL 3;")
     # Information through means that vary below the AU threshold is not a collapse.
     assert models.diagnostics.verdict(loop, {"au": 0.0, "kl": 0.06, "mi": 1.44}).startswith(
         "no active unit yet MI 1.44: the posterior means vary below the AU threshold (0.01)")
