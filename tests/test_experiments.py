@@ -74,6 +74,8 @@ def test_joint_vs_single_spaces_are_the_joint_entries_each_alone(tmp_path):
     assert untried({"method": "bn", "config.model.pooling": "last"}, joint) == ""
     assert untried({"method": "scale-fb", "config.model.pooling": "mean"}, joint) == \
         "scale + kl.free_bits.kind=fb with mean pooling"
+
+
 def test_joint_vs_single_reports_hypervolumes_and_the_untried_configurations_on_the_front(tmp_path, monkeypatch):
     # The report from stored sweeps (--report-only's path), on trials whose hypervolumes are known:
     # the worst NLL, 100, is the reference, so a point (NLL, AU) dominates (100 - NLL) x AU.
